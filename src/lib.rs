@@ -1,0 +1,51 @@
+//! ioc-aggregator: the telemetry backbone of Thái Nguyên's three smart-city operations centres.
+//!
+//! ```text
+//!  MQTT brokers (one per IOC)
+//!    │  rumqttc, QoS 1, persistent session, manual acks
+//!  source    ── RawMessage {feed, topic, payload, received_at}
+//!    │
+//!  decode    ── per-feed format → Observation(s)                      (pure, sync)
+//!    │
+//!  normalise ── canonical Reading: metric, unit, UTC time, location   (pure, sync)
+//!    │
+//!  pipeline  ── per-feed task: decode + normalise → store queue
+//!    │
+//!  store     ── embedded SQLite: the durability point; the ack follows the commit
+//!    │            └─▶ acks back to the source, in receive order
+//!  api       ── axum: summaries, VN_AQI, rejects, feed health, metrics, health
+//! ```
+//!
+//! Modules in data-flow order:
+//! - [`config`]: configuration, validated all at once.
+//! - [`model`]: the stage-boundary types.
+//! - [`broker`]: the embedded MQTT broker of the zero-setup default.
+//! - [`simulate`]: the simulator of the three IOCs.
+//! - [`source`]: MQTT connections, manual acks.
+//! - [`decode`]: vendor formats → observations.
+//! - [`normalise`]: observations → canonical readings; metric catalogue and units.
+//! - [`pipeline`]: wiring of one message's path from source to store and back to the ack.
+//! - [`store`]: the embedded store and its queries.
+//! - [`aqi`]: VN_AQI (Decision 1459/QĐ-TCMT).
+//! - [`stats`]: per-feed counters and health.
+//! - [`api`]: the HTTP API.
+//! - [`app`]: builds and runs everything, shuts down in order.
+
+pub mod config;
+pub mod model;
+
+pub mod broker;
+pub mod simulate;
+pub mod source;
+
+pub mod decode;
+pub mod normalise;
+pub mod pipeline;
+
+pub mod store;
+
+pub mod aqi;
+pub mod stats;
+
+pub mod api;
+pub mod app;
