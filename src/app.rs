@@ -1,1 +1,208 @@
-//! TODO
+//! Builds the service from a validated `Config`, runs it, and shuts it down in order:
+//! sources stop intake → feed tasks drain → the commit thread commits and acks the rest → the
+//! connections flush their acks and disconnect → the API stops last.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    api::{self, ApiState},
+    broker,
+    config::Config,
+    decode::Decoder,
+    model::FeedId,
+    normalise::Normaliser,
+    pipeline::{self, FeedLink},
+    simulate,
+    source::{self, MqttConnection},
+    stats::FeedStats,
+    store::Store,
+};
+
+/// How long shutdown waits for queued messages to be committed and acked.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// A built, running service.
+#[derive(Debug)]
+pub struct App {
+    api_addr: SocketAddr,
+    store: Store,
+    feeds: Vec<Arc<FeedStats>>,
+    /// Cancelled first at shutdown: stops MQTT intake and the simulator.
+    intake: CancellationToken,
+    /// Cancelled last: stops the API server.
+    api_stop: CancellationToken,
+    feed_tasks: Vec<JoinHandle<()>>,
+    connections: Vec<(JoinHandle<()>, JoinHandle<()>)>,
+    commit_thread: Option<std::thread::JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    api_task: JoinHandle<()>,
+}
+
+impl App {
+    /// Bind everything (ports are known when this returns) and start all tasks.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let config = Arc::new(config);
+        let metrics = api::metrics_handle();
+        if config.broker.enabled {
+            broker::start(config.broker.listen)?;
+        }
+        let store = Store::open(&config.store, &config.devices)
+            .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+        let listener = TcpListener::bind(config.api.listen)
+            .await
+            .with_context(|| format!("binding the API listener on {}", config.api.listen))?;
+        let api_addr = listener.local_addr()?;
+
+        let intake = CancellationToken::new();
+        let (store_tx, store_rx) = mpsc::channel(config.store.queue_capacity);
+        let mut links = Vec::new();
+        let mut feeds = Vec::new();
+        let mut feed_tasks = Vec::new();
+        let mut connections = Vec::new();
+        for (index, feed) in config.feeds.iter().enumerate() {
+            let stats = FeedStats::new(FeedId::new(&feed.name));
+            let (tx, rx) = mpsc::channel(config.ingest.feed_queue_capacity);
+            let MqttConnection {
+                acks,
+                poll_task,
+                ack_task,
+            } = source::connect(feed, tx, Arc::clone(&stats), intake.clone())?;
+            feed_tasks.push(tokio::spawn(pipeline::run_feed(
+                index,
+                Decoder::for_feed(feed),
+                Normaliser::new(feed, &config),
+                config.ingest.clone(),
+                rx,
+                store_tx.clone(),
+                intake.clone(),
+            )));
+            connections.push((poll_task, ack_task));
+            links.push(FeedLink {
+                acks,
+                stats: Arc::clone(&stats),
+            });
+            feeds.push(stats);
+        }
+        drop(store_tx);
+
+        let writer = store.writer().context("opening the store writer")?;
+        let batch_max = config.store.batch_max_messages;
+        let commit_thread = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || pipeline::run_commits(writer, store_rx, links, batch_max, |_| {}))?;
+
+        let mut background = vec![tokio::spawn(tick_stats(feeds.clone(), intake.clone()))];
+        if config.simulator.enabled {
+            let sim = config.simulator.clone();
+            let devices = config.devices.clone();
+            let cancel = intake.clone();
+            background.push(tokio::spawn(async move {
+                if let Err(e) = simulate::run(sim, devices, cancel).await {
+                    warn!(error = %e, "Simulator stopped.");
+                }
+            }));
+        }
+
+        let api_stop = CancellationToken::new();
+        let state = ApiState::new(
+            Arc::clone(&config),
+            store.clone(),
+            feeds.clone(),
+            metrics,
+            intake.clone(),
+        );
+        let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
+        info!(
+            api = %format!("http://{api_addr}"),
+            overview = %format!("http://{api_addr}/api/v1/overview"),
+            feeds = config.feeds.len(),
+            "ioc-aggregator running."
+        );
+        Ok(App {
+            api_addr,
+            store,
+            feeds,
+            intake,
+            api_stop,
+            feed_tasks,
+            connections,
+            commit_thread: Some(commit_thread),
+            background,
+            api_task,
+        })
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn feeds(&self) -> &[Arc<FeedStats>] {
+        &self.feeds
+    }
+
+    /// Run until `shutdown` resolves, then stop in order.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        shutdown.await;
+        info!("Shutting down: stopping intake, committing and acknowledging what is queued.");
+        self.intake.cancel();
+        let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+            for task in self.feed_tasks.drain(..) {
+                let _ = task.await;
+            }
+            if let Some(thread) = self.commit_thread.take() {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            for (poll, ack) in self.connections.drain(..) {
+                let _ = ack.await;
+                let _ = poll.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(deadline = ?DRAIN_DEADLINE, "Drain deadline passed; unacknowledged messages stay with the broker and will be redelivered.");
+        }
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        self.api_stop.cancel();
+        let _ = self.api_task.await;
+        info!("Stopped.");
+        Ok(())
+    }
+}
+
+async fn tick_stats(feeds: Vec<Arc<FeedStats>>, cancel: CancellationToken) {
+    const PERIOD: Duration = Duration::from_secs(5);
+    let mut interval = tokio::time::interval(PERIOD);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => feeds.iter().for_each(|f| f.tick(PERIOD.as_secs_f64())),
+            _ = cancel.cancelled() => break,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail on unix");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,1 +1,62 @@
-//! TODO
+//! The embedded MQTT broker (rumqttd) of the zero-setup default: the simulator publishes to it
+//! and the feeds subscribe to it, so `cargo run` needs nothing installed. Production points the
+//! feeds at the IOCs' own brokers (Mosquitto in docker-compose) and disables this.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use tracing::{error, info};
+
+/// Start the broker on its own threads (rumqttd runs its own runtime and has no shutdown API; it
+/// ends with the process). Returns once the listener accepts connections.
+pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
+    // rumqttd reports a busy port only in its own thread's log; check first so that a broker
+    // already listening there is not mistaken for ours.
+    std::net::TcpListener::bind(listen).map_err(|e| {
+        anyhow::anyhow!("cannot start the embedded MQTT broker on {listen}: {e} (set broker.listen, or broker.enabled = false to use an external broker)")
+    })?;
+    let connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: 16 * 1024 * 1024,
+        max_inflight_count: 500,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = ServerSettings {
+        name: "v4-embedded".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    };
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 1_000,
+            max_outgoing_packet_count: 500,
+            max_segment_size: 100 * 1024 * 1024,
+            max_segment_count: 10,
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("1".to_string(), server)])),
+        ..Config::default()
+    };
+    std::thread::Builder::new()
+        .name("embedded-broker".into())
+        .spawn(move || {
+            if let Err(e) = Broker::new(config).start() {
+                error!(error = %e, "Embedded MQTT broker stopped.");
+            }
+        })?;
+    // Wait until the listener is up so the first connections do not fail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_err() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("embedded MQTT broker did not start listening on {listen}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    info!(%listen, "Embedded MQTT broker listening.");
+    Ok(())
+}

@@ -491,13 +491,14 @@ impl Config {
             problems,
         };
         let value: Value = figment.extract().map_err(|e| {
-            fail(e
-                .into_iter()
-                .map(|e| ConfigProblem {
-                    path: e.path.join("."),
-                    message: e.kind.to_string(),
-                })
-                .collect())
+            fail(
+                e.into_iter()
+                    .map(|e| ConfigProblem {
+                        path: e.path.join("."),
+                        message: e.kind.to_string(),
+                    })
+                    .collect(),
+            )
         })?;
         Config::from_value(value).map_err(fail)
     }
@@ -536,6 +537,8 @@ impl Config {
                 message: "configuration must be a table".into(),
             }]);
         };
+        let (feed_index, feeds) = list(top.remove("feeds"), "feeds", &mut problems);
+        let (device_index, devices) = list(top.remove("devices"), "devices", &mut problems);
         let mut config = Config {
             api: section(top.remove("api"), "api", &mut problems),
             store: section(top.remove("store"), "store", &mut problems),
@@ -543,8 +546,8 @@ impl Config {
             broker: section(top.remove("broker"), "broker", &mut problems),
             simulator: section(top.remove("simulator"), "simulator", &mut problems),
             log: section(top.remove("log"), "log", &mut problems),
-            feeds: list(top.remove("feeds"), "feeds", &mut problems),
-            devices: list(top.remove("devices"), "devices", &mut problems),
+            feeds,
+            devices,
         };
         for key in top.keys() {
             problems.push(ConfigProblem {
@@ -552,7 +555,7 @@ impl Config {
                 message: "unknown section".into(),
             });
         }
-        config.validate(&mut problems);
+        config.validate(&mut problems, &feed_index, &device_index);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -560,12 +563,22 @@ impl Config {
         }
     }
 
-    fn validate(&mut self, problems: &mut Vec<ConfigProblem>) {
+    /// Cross-field rules. `feed_index` / `device_index` give each entry's position in the file
+    /// (entries that failed to parse are already reported and absent here).
+    fn validate(
+        &mut self,
+        problems: &mut Vec<ConfigProblem>,
+        feed_index: &[usize],
+        device_index: &[usize],
+    ) {
         let mut problem = |path: String, message: String| {
             problems.push(ConfigProblem { path, message });
         };
         if self.store.batch_max_messages == 0 {
-            problem("store.batch_max_messages".into(), "must be at least 1".into());
+            problem(
+                "store.batch_max_messages".into(),
+                "must be at least 1".into(),
+            );
         }
         if self.store.queue_capacity == 0 {
             problem("store.queue_capacity".into(), "must be at least 1".into());
@@ -574,7 +587,10 @@ impl Config {
             problem("store.read_connections".into(), "must be at least 1".into());
         }
         if self.ingest.feed_queue_capacity == 0 {
-            problem("ingest.feed_queue_capacity".into(), "must be at least 1".into());
+            problem(
+                "ingest.feed_queue_capacity".into(),
+                "must be at least 1".into(),
+            );
         }
         if self.ingest.quarantine_max_bytes > self.ingest.max_payload_bytes {
             problem(
@@ -598,7 +614,7 @@ impl Config {
         }
         let mut names = HashSet::new();
         let mut client_ids = HashSet::new();
-        for (i, feed) in self.feeds.iter().enumerate() {
+        for (&i, feed) in feed_index.iter().zip(&self.feeds) {
             let at = |key: &str| format!("feeds[{i}].{key}");
             if feed.name.is_empty()
                 || !feed
@@ -659,7 +675,7 @@ impl Config {
             }
         }
         let mut device_ids = HashSet::new();
-        for (i, d) in self.devices.iter().enumerate() {
+        for (&i, d) in device_index.iter().zip(&self.devices) {
             let at = |key: &str| format!("devices[{i}].{key}");
             if d.id.is_empty() {
                 problem(at("id"), "must not be empty".into());
@@ -713,13 +729,19 @@ fn validate_mapping(m: &JsonMapping, at: &str, problem: &mut impl FnMut(String, 
         );
     }
     if m.metrics.is_empty() {
-        problem(format!("{at}.metrics"), "at least one metric is required".into());
+        problem(
+            format!("{at}.metrics"),
+            "at least one metric is required".into(),
+        );
     }
     for (j, mm) in m.metrics.iter().enumerate() {
         if !mm.pointer.starts_with('/') {
             problem(
                 format!("{at}.metrics[{j}].pointer"),
-                format!("{:?} is not a JSON pointer (must start with '/')", mm.pointer),
+                format!(
+                    "{:?} is not a JSON pointer (must start with '/')",
+                    mm.pointer
+                ),
             );
         }
         if crate::normalise::catalog::lookup(&mm.metric).is_none() {
@@ -789,24 +811,28 @@ fn section<T: DeserializeOwned + Default>(
     }
 }
 
+/// Deserialize an array of tables entry by entry; returns the parsed entries with their
+/// positions in the file.
 fn list<T: DeserializeOwned>(
     value: Option<Value>,
     path: &str,
     problems: &mut Vec<ConfigProblem>,
-) -> Vec<T> {
+) -> (Vec<usize>, Vec<T>) {
     match value {
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
         Some(Value::Array(items)) => items
             .into_iter()
             .enumerate()
-            .filter_map(|(i, v)| deserialize_at(v, &format!("{path}[{i}]"), problems))
-            .collect(),
+            .filter_map(|(i, v)| {
+                deserialize_at(v, &format!("{path}[{i}]"), problems).map(|t| (i, t))
+            })
+            .unzip(),
         Some(_) => {
             problems.push(ConfigProblem {
                 path: path.into(),
                 message: format!("must be an array of tables ([[{path}]])"),
             });
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     }
 }

@@ -30,6 +30,7 @@
 //! - [`stats`]: per-feed counters and health.
 //! - [`api`]: the HTTP API.
 //! - [`app`]: builds and runs everything, shuts down in order.
+//! - [`cli`]: the commands of the binary (run, check-config, try-mapping, simulate).
 
 pub mod config;
 pub mod model;
@@ -49,3 +50,4 @@ pub mod stats;
 
 pub mod api;
 pub mod app;
+pub mod cli;

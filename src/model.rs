@@ -49,7 +49,9 @@ impl FromStr for City {
         City::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown city {s:?} (expected thai-nguyen, song-cong or pho-yen)"))
+            .ok_or_else(|| {
+                format!("unknown city {s:?} (expected thai-nguyen, song-cong or pho-yen)")
+            })
     }
 }
 
@@ -250,3 +252,23 @@ impl fmt::Display for Rejection {
         write!(f, "{}: {}", self.reason, self.detail)
     }
 }
+
+/// Every reject reason code, for API validation and documentation.
+pub const REJECT_REASONS: &[&str] = &[
+    "payload_too_large",
+    "empty_payload",
+    "invalid_utf8",
+    "malformed_json",
+    "invalid_schema",
+    "missing_device_id",
+    "missing_timestamp",
+    "invalid_timestamp",
+    "unsupported_entity_type",
+    "invalid_value",
+    "unknown_metric",
+    "unknown_unit",
+    "future_timestamp",
+    "expired_timestamp",
+    "invalid_location",
+    "unknown_status",
+];

@@ -1,1 +1,206 @@
-//! TODO
+//! The path of one message from its feed's connection to the store, and of its ack back.
+//!
+//! ```text
+//!  poll task ─Delivery─▶ feed task (decode + normalise) ─Pending─▶ commit thread ─AckToken─▶ ack task
+//!            (bounded, per feed)                        (bounded, shared)        (unbounded, per feed)
+//! ```
+//! Each feed has its own decode task, so one feed's flood of bad payloads costs only its own
+//! CPU; the shared store queue is fair (FIFO across senders), so no feed can starve another.
+//! The commit thread sends an ack only after the transaction holding the message committed, and
+//! in the order messages arrived, which is each feed's receive order.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use metrics::histogram;
+use tokio::sync::mpsc;
+use tracing::{error, trace, warn};
+
+use crate::config::IngestConfig;
+use crate::decode::Decoder;
+use crate::model::{Reading, Rejection};
+use crate::normalise::Normaliser;
+use crate::source::{AckToken, Delivery};
+use crate::stats::{FeedStats, names};
+use crate::store::{Content, Envelope, Outcome, StoreWriter};
+
+/// A decoded (or rejected) message waiting for its commit.
+#[derive(Debug)]
+pub struct Pending {
+    pub envelope: Envelope,
+    /// Index of the feed in the commit thread's `FeedLink`s.
+    pub feed_index: usize,
+    pub ack: AckToken,
+}
+
+/// What the commit thread needs of each feed: where its acks go and its live stats.
+#[derive(Debug)]
+pub struct FeedLink {
+    pub acks: mpsc::UnboundedSender<AckToken>,
+    pub stats: Arc<FeedStats>,
+}
+
+/// Turn one raw message into what the store keeps: its readings, or its quarantine record.
+pub fn process(
+    decoder: &Decoder,
+    normaliser: &Normaliser,
+    limits: &IngestConfig,
+    topic: &str,
+    payload: &Bytes,
+    received_at: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<Reading>, Rejection> {
+    if payload.len() > limits.max_payload_bytes {
+        return Err(Rejection::new(
+            "payload_too_large",
+            format!(
+                "payload is {} bytes, the limit is {} (ingest.max_payload_bytes)",
+                payload.len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+    let observations = decoder.decode(topic, payload, received_at)?;
+    normaliser.normalise(observations, received_at, now)
+}
+
+/// The decode task of one feed. Ends when its input closes (the connection stopped intake) or
+/// the store queue is gone.
+pub async fn run_feed(
+    feed_index: usize,
+    decoder: Decoder,
+    normaliser: Normaliser,
+    limits: IngestConfig,
+    mut input: mpsc::Receiver<Delivery>,
+    store: mpsc::Sender<Pending>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            d = input.recv() => d,
+            _ = cancel.cancelled() => {
+                // Stop accepting; what is already queued is still processed below.
+                input.close();
+                input.recv().await
+            }
+        };
+        let Some(Delivery { message, ack }) = delivery else {
+            break;
+        };
+        let now = Timestamp::now();
+        let content = match process(
+            &decoder,
+            &normaliser,
+            &limits,
+            &message.topic,
+            &message.payload,
+            message.received_at,
+            now,
+        ) {
+            Ok(readings) => Content::Readings(readings),
+            Err(rejection) => {
+                trace!(feed = %message.feed, topic = message.topic, %rejection, "Message rejected.");
+                let keep = message.payload.len().min(limits.quarantine_max_bytes);
+                Content::Rejected {
+                    rejection,
+                    payload: message.payload.slice(..keep),
+                    payload_size: message.payload.len(),
+                    dup: message.dup,
+                }
+            }
+        };
+        let pending = Pending {
+            envelope: Envelope {
+                feed: message.feed,
+                topic: message.topic,
+                received_at: message.received_at,
+                content,
+            },
+            feed_index,
+            ack,
+        };
+        if store.send(pending).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The commit loop, on its own OS thread (SQLite is blocking). Commits whatever is queued, up to
+/// `batch_max` messages per transaction, then acks. Ends when every feed task has ended.
+pub fn run_commits(
+    mut writer: StoreWriter,
+    mut queue: mpsc::Receiver<Pending>,
+    feeds: Vec<FeedLink>,
+    batch_max: usize,
+    on_commit: impl Fn(&[Envelope]),
+) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
+    let mut envelopes: Vec<Envelope> = Vec::with_capacity(batch_max);
+    let mut last_prune = std::time::Instant::now();
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < batch_max {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut acks = Vec::with_capacity(batch.len());
+        for p in batch.drain(..) {
+            acks.push((p.feed_index, p.ack));
+            envelopes.push(p.envelope);
+        }
+        let outcomes = commit_with_retry(&mut writer, &envelopes);
+        let now = Timestamp::now();
+        for ((envelope, outcome), (feed_index, ack)) in envelopes.iter().zip(&outcomes).zip(acks) {
+            let link = &feeds[feed_index];
+            match (outcome, &envelope.content) {
+                (Outcome::Stored { inserted }, _) => link.stats.stored(*inserted),
+                (Outcome::Duplicate, _) => link.stats.duplicate(),
+                (Outcome::Rejected, Content::Rejected { rejection, .. }) => {
+                    link.stats.rejected(rejection.reason)
+                }
+                (Outcome::Rejected, _) => link.stats.rejected("unknown"),
+            }
+            link.stats.committed(now, envelope.received_at);
+            let latency = (now.as_millisecond() - envelope.received_at.as_millisecond()) as f64;
+            histogram!(names::INGEST_LATENCY).record(latency / 1000.0);
+            // The ack task may be gone at shutdown; the broker then redelivers, and the store
+            // recognises the duplicate.
+            let _ = link.acks.send(ack);
+        }
+        on_commit(&envelopes);
+        envelopes.clear();
+        if last_prune.elapsed() > Duration::from_secs(60) {
+            last_prune = std::time::Instant::now();
+            match writer.prune(now) {
+                Ok(stats) => trace!(?stats, "Pruned expired data."),
+                Err(e) => warn!(error = %e, "Pruning expired data failed; will retry."),
+            }
+        }
+    }
+}
+
+/// A commit that fails (disk full, I/O error) is retried with backoff, never skipped: nothing is
+/// acked until it succeeds, and meanwhile the queues fill and the feeds stop reading.
+fn commit_with_retry(writer: &mut StoreWriter, envelopes: &[Envelope]) -> Vec<Outcome> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = std::time::Instant::now();
+        match writer.commit(envelopes) {
+            Ok(outcomes) => {
+                histogram!(names::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+                histogram!(names::COMMIT_BATCH).record(envelopes.len() as f64);
+                return outcomes;
+            }
+            Err(e) => {
+                metrics::counter!(names::COMMIT_ERRORS).increment(1);
+                error!(error = %e, messages = envelopes.len(), retry_in = ?delay, "Store commit failed; nothing acked, retrying.");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

@@ -1,1 +1,213 @@
-//! TODO
+//! Live per-feed health: connection state, counters since start, message rate and lag. Persistent
+//! totals (surviving restarts) live in the store's `feed_counters`; these are the live view and
+//! the Prometheus metrics.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed},
+};
+
+use jiff::Timestamp;
+use metrics::{counter, gauge};
+use serde::Serialize;
+
+use crate::model::FeedId;
+
+/// Metric names (Prometheus).
+pub mod names {
+    pub const RECEIVED: &str = "ioc_messages_received_total";
+    pub const STORED: &str = "ioc_messages_stored_total";
+    pub const REJECTED: &str = "ioc_messages_rejected_total";
+    pub const DUPLICATE: &str = "ioc_messages_duplicate_total";
+    pub const READINGS: &str = "ioc_readings_stored_total";
+    pub const CONNECTED: &str = "ioc_feed_connected";
+    pub const RECONNECTS: &str = "ioc_mqtt_connections_total";
+    pub const SESSION_LOST: &str = "ioc_mqtt_session_lost_total";
+    pub const STALE_ACKS: &str = "ioc_mqtt_stale_acks_dropped_total";
+    pub const IN_FLIGHT: &str = "ioc_messages_in_flight";
+    pub const COMMIT_SECONDS: &str = "ioc_store_commit_seconds";
+    pub const COMMIT_BATCH: &str = "ioc_store_commit_batch_messages";
+    pub const COMMIT_ERRORS: &str = "ioc_store_commit_errors_total";
+    pub const INGEST_LATENCY: &str = "ioc_ingest_latency_seconds";
+}
+
+/// Live state of one feed. Shared between its MQTT connection, the store writer and the API.
+#[derive(Debug)]
+pub struct FeedStats {
+    pub feed: FeedId,
+    connected: AtomicBool,
+    received: AtomicU64,
+    stored: AtomicU64,
+    rejected: AtomicU64,
+    duplicate: AtomicU64,
+    readings: AtomicU64,
+    connections: AtomicU64,
+    sessions_lost: AtomicU64,
+    stale_acks: AtomicU64,
+    /// UTC ms of the last message received from the broker (0 = never).
+    last_message_ms: AtomicI64,
+    /// UTC ms of the last commit that included this feed (0 = never).
+    last_commit_ms: AtomicI64,
+    /// Receive → commit latency of the last committed message, in ms.
+    last_lag_ms: AtomicI64,
+    /// Smoothed receive rate, messages per second × 1000.
+    rate_milli: AtomicU64,
+    rate_prev: AtomicU64,
+    last_error: Mutex<Option<(Timestamp, String)>>,
+}
+
+impl FeedStats {
+    pub fn new(feed: FeedId) -> Arc<FeedStats> {
+        Arc::new(FeedStats {
+            feed,
+            connected: AtomicBool::new(false),
+            received: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            duplicate: AtomicU64::new(0),
+            readings: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            sessions_lost: AtomicU64::new(0),
+            stale_acks: AtomicU64::new(0),
+            last_message_ms: AtomicI64::new(0),
+            last_commit_ms: AtomicI64::new(0),
+            last_lag_ms: AtomicI64::new(0),
+            rate_milli: AtomicU64::new(0),
+            rate_prev: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    fn label(&self) -> [(&'static str, String); 1] {
+        [("feed", self.feed.to_string())]
+    }
+
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Relaxed);
+        gauge!(names::CONNECTED, &self.label()).set(if up { 1.0 } else { 0.0 });
+        if up {
+            self.connections.fetch_add(1, Relaxed);
+            counter!(names::RECONNECTS, &self.label()).increment(1);
+        }
+    }
+
+    pub fn session_lost(&self) {
+        self.sessions_lost.fetch_add(1, Relaxed);
+        counter!(names::SESSION_LOST, &self.label()).increment(1);
+    }
+
+    pub fn stale_ack_dropped(&self) {
+        self.stale_acks.fetch_add(1, Relaxed);
+        counter!(names::STALE_ACKS, &self.label()).increment(1);
+    }
+
+    pub fn set_error(&self, at: Timestamp, message: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, message));
+    }
+
+    pub fn received(&self, at: Timestamp) {
+        self.received.fetch_add(1, Relaxed);
+        self.last_message_ms.store(at.as_millisecond(), Relaxed);
+        counter!(names::RECEIVED, &self.label()).increment(1);
+    }
+
+    pub fn stored(&self, readings: usize) {
+        self.stored.fetch_add(1, Relaxed);
+        self.readings.fetch_add(readings as u64, Relaxed);
+        counter!(names::STORED, &self.label()).increment(1);
+        counter!(names::READINGS, &self.label()).increment(readings as u64);
+    }
+
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.fetch_add(1, Relaxed);
+        counter!(names::REJECTED, "feed" => self.feed.to_string(), "reason" => reason).increment(1);
+    }
+
+    pub fn duplicate(&self) {
+        self.duplicate.fetch_add(1, Relaxed);
+        counter!(names::DUPLICATE, &self.label()).increment(1);
+    }
+
+    pub fn committed(&self, now: Timestamp, received_at: Timestamp) {
+        self.last_commit_ms.store(now.as_millisecond(), Relaxed);
+        let lag = now.as_millisecond() - received_at.as_millisecond();
+        self.last_lag_ms.store(lag, Relaxed);
+    }
+
+    /// Called every `period_s` seconds by the app's ticker: updates the smoothed rate.
+    pub fn tick(&self, period_s: f64) {
+        let now = self.received.load(Relaxed);
+        let prev = self.rate_prev.swap(now, Relaxed);
+        let instant = (now - prev) as f64 / period_s;
+        let old = self.rate_milli.load(Relaxed) as f64 / 1000.0;
+        let smoothed = if old == 0.0 {
+            instant
+        } else {
+            0.5 * old + 0.5 * instant
+        };
+        self.rate_milli.store((smoothed * 1000.0) as u64, Relaxed);
+        let settled =
+            self.stored.load(Relaxed) + self.rejected.load(Relaxed) + self.duplicate.load(Relaxed);
+        gauge!(names::IN_FLIGHT, &self.label()).set(now.saturating_sub(settled) as f64);
+    }
+
+    pub fn snapshot(&self) -> FeedSnapshot {
+        let ts = |ms: i64| {
+            (ms != 0)
+                .then(|| Timestamp::from_millisecond(ms).ok())
+                .flatten()
+        };
+        let received = self.received.load(Relaxed);
+        let stored = self.stored.load(Relaxed);
+        let rejected = self.rejected.load(Relaxed);
+        let duplicate = self.duplicate.load(Relaxed);
+        let last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        FeedSnapshot {
+            feed: self.feed.to_string(),
+            connected: self.connected.load(Relaxed),
+            received,
+            stored,
+            rejected,
+            duplicate,
+            in_flight: received.saturating_sub(stored + rejected + duplicate),
+            readings: self.readings.load(Relaxed),
+            connections: self.connections.load(Relaxed),
+            sessions_lost: self.sessions_lost.load(Relaxed),
+            stale_acks_dropped: self.stale_acks.load(Relaxed),
+            rate_per_s: self.rate_milli.load(Relaxed) as f64 / 1000.0,
+            last_message_at: ts(self.last_message_ms.load(Relaxed)),
+            last_commit_at: ts(self.last_commit_ms.load(Relaxed)),
+            commit_lag_ms: self.last_lag_ms.load(Relaxed),
+            last_error: last_error.as_ref().map(|(_, m)| m.clone()),
+            last_error_at: last_error.map(|(t, _)| t),
+        }
+    }
+}
+
+/// What `/api/v1/feeds` shows of a feed's live state, since this process started.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedSnapshot {
+    pub feed: String,
+    pub connected: bool,
+    pub received: u64,
+    pub stored: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+    /// Received but not yet stored, rejected or counted duplicate.
+    pub in_flight: u64,
+    pub readings: u64,
+    pub connections: u64,
+    pub sessions_lost: u64,
+    pub stale_acks_dropped: u64,
+    pub rate_per_s: f64,
+    pub last_message_at: Option<Timestamp>,
+    pub last_commit_at: Option<Timestamp>,
+    /// Receive → commit latency of the last committed message.
+    pub commit_lag_ms: i64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+}

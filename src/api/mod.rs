@@ -1,1 +1,114 @@
-//! TODO
+//! The HTTP API (axum): summaries for the wall screens and engineers, feed health, metrics and
+//! health probes. One file per resource; handlers are thin over `Store` queries.
+
+mod aggregates;
+mod aqi;
+mod devices;
+pub mod error;
+mod feeds;
+mod health;
+mod overview;
+pub mod params;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
+
+use axum::{Router, http::StatusCode, routing::get};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
+
+use crate::{config::Config, stats::FeedStats, store::Store};
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub feeds: Arc<[Arc<FeedStats>]>,
+    pub metrics: PrometheusHandle,
+    /// Cancelled when the service starts draining: `/readyz` turns 503.
+    pub draining: CancellationToken,
+}
+
+impl ApiState {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        feeds: Vec<Arc<FeedStats>>,
+        metrics: PrometheusHandle,
+        draining: CancellationToken,
+    ) -> ApiState {
+        ApiState {
+            config,
+            store,
+            feeds: feeds.into(),
+            metrics,
+            draining,
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app in the process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed (e.g. a test harness); then our
+            // handle renders nothing, which is visible, not silent.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+pub fn router(state: ApiState) -> Router {
+    let timeout = state.config.api.request_timeout;
+    let api = Router::new()
+        .route("/overview", get(overview::overview))
+        .route("/cities/{city}", get(overview::city))
+        .route("/devices", get(devices::list))
+        .route("/devices/{id}", get(devices::one))
+        .route("/devices/{id}/series", get(devices::series))
+        .route("/aggregates", get(aggregates::aggregates))
+        .route("/aqi", get(aqi::aqi))
+        .route("/rejects", get(feeds::rejects))
+        .route("/feeds", get(feeds::feeds))
+        .fallback(|| async {
+            error::ApiError::NotFound("no such endpoint; see the README for the API".into())
+        });
+    Router::new()
+        .route("/", get(ops_page))
+        .nest("/api/v1", api)
+        .route("/metrics", get(health::metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+/// The operations-centre wall screen: one static page polling `/api/v1/overview`.
+async fn ops_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("static/ops.html"))
+}
+
+/// Serve until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, state: ApiState, stop: CancellationToken) {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
+        tracing::error!(error = %e, "API server failed.");
+    }
+}

@@ -21,6 +21,7 @@ impl Normaliser {
     pub fn normalise(
         &self,
         _observations: Vec<Observation>,
+        _received_at: Timestamp,
         _now: Timestamp,
     ) -> Result<Vec<Reading>, Rejection> {
         Err(Rejection::new("unknown_metric", "not implemented"))

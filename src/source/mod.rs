@@ -1,1 +1,6 @@
-//! TODO
+//! Sources: where raw messages come from. One MQTT connection per configured feed.
+
+pub mod mqtt;
+mod protocol;
+
+pub use mqtt::{AckToken, Delivery, MqttConnection, SourceError, connect};

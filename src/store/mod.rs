@@ -1,1 +1,175 @@
-//! TODO
+//! The embedded store (SQLite, WAL): the durability point — a message is acknowledged to its
+//! broker only after the transaction holding it commits here — and the API's query store.
+//!
+//! One write connection (`StoreWriter`, owned by the commit thread) and a small pool of read
+//! connections used from `spawn_blocking` by the API.
+
+mod query;
+mod schema;
+mod writer;
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{
+    config::{DeviceConfig, StoreConfig, Synchronous},
+    model::Status,
+};
+
+pub use query::{
+    AggregateQuery, Bucket, CitySummary, DeviceFilter, DeviceRow, FeedCounters, HourlyMean,
+    LatestValue, LogEntry, Point, RejectCount, RejectFilter, RejectRow, StoreStats,
+};
+pub use writer::{Content, Envelope, Outcome, PruneStats, StoreWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("schema: {0}")]
+    Schema(String),
+    #[error("query task failed: {0}")]
+    Join(String),
+}
+
+/// Handle to the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: StoreConfig,
+    /// Idle read connections; a query takes one and puts it back.
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.config.path)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) the database, migrate the schema and load the device
+    /// catalogue.
+    pub fn open(config: &StoreConfig, devices: &[DeviceConfig]) -> Result<Store, StoreError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = open_connection(&config.path, config.synchronous, false)?;
+        schema::migrate(&conn)?;
+        writer::upsert_catalogue(&conn, devices)?;
+        drop(conn);
+        let readers = (0..config.read_connections)
+            .map(|_| open_connection(&config.path, config.synchronous, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                readers: Mutex::new(readers),
+            }),
+        })
+    }
+
+    /// The single write connection. Open exactly one per process.
+    pub fn writer(&self) -> Result<StoreWriter, StoreError> {
+        let conn = open_connection(
+            &self.inner.config.path,
+            self.inner.config.synchronous,
+            false,
+        )?;
+        StoreWriter::new(conn, &self.inner.config)
+    }
+
+    /// Run a read-only query on a pooled connection, off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let conn = match conn {
+                Some(c) => c,
+                // Pool exhausted: open a temporary extra connection rather than wait.
+                None => open_connection(&inner.config.path, inner.config.synchronous, true)?,
+            };
+            let result = f(&conn);
+            let mut pool = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < inner.config.read_connections {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+}
+
+fn open_connection(
+    path: &Path,
+    sync: Synchronous,
+    read_only: bool,
+) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "cache_size", -32_000)?; // 32 MB
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+pub(crate) fn status_code(s: Status) -> i64 {
+    match s {
+        Status::Measuring => 0,
+        Status::Calibrating => 1,
+        Status::Fault => 2,
+    }
+}
+
+pub(crate) fn status_from_code(c: i64) -> Status {
+    match c {
+        1 => Status::Calibrating,
+        2 => Status::Fault,
+        _ => Status::Measuring,
+    }
+}
+
+pub(crate) fn ts(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! `/api/v1/devices`: the device list with latest values and online state, one device, and one
+//! device's series.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    ApiState,
+    error::{ApiError, ApiQuery, ApiResult},
+    params,
+};
+use crate::store::{DeviceFilter, DeviceRow};
+
+/// Whether a device reports at its expected cadence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    Online,
+    Offline,
+    /// Catalogued but never heard from.
+    Never,
+}
+
+/// A device with its online state, as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    #[serde(flatten)]
+    pub device: DeviceRow,
+    pub state: Presence,
+    pub online: bool,
+    /// How long without data makes this device offline.
+    pub offline_after_ms: i64,
+}
+
+pub fn view(device: DeviceRow, state: &ApiState, now: Timestamp) -> DeviceView {
+    let ingest = &state.config.ingest;
+    let interval_ms = device
+        .expected_interval_ms
+        .filter(|ms| *ms > 0)
+        .unwrap_or(ingest.default_device_interval.as_millis() as i64);
+    let offline_after_ms = interval_ms * i64::from(ingest.offline_after_intervals.max(1));
+    let presence = match device.last_seen {
+        None => Presence::Never,
+        Some(seen) if now.as_millisecond() - seen.as_millisecond() <= offline_after_ms => {
+            Presence::Online
+        }
+        Some(_) => Presence::Offline,
+    };
+    DeviceView {
+        device,
+        state: presence,
+        online: presence == Presence::Online,
+        offline_after_ms,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    city: Option<String>,
+    domain: Option<String>,
+    status: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Value> {
+    let filter = DeviceFilter {
+        city: p.city.as_deref().map(params::parse_city).transpose()?,
+        domain: p.domain.as_deref().map(params::parse_domain).transpose()?,
+        device_id: None,
+    };
+    let wanted = match p.status.as_deref() {
+        None => None,
+        Some("online") => Some(Presence::Online),
+        Some("offline") => Some(Presence::Offline),
+        Some("never") => Some(Presence::Never),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "status={other:?}: expected online, offline or never"
+            )));
+        }
+    };
+    let now = Timestamp::now();
+    let devices: Vec<DeviceView> = state
+        .store
+        .devices(&filter)
+        .await?
+        .into_iter()
+        .map(|d| view(d, &state, now))
+        .filter(|d| wanted.is_none_or(|w| d.state == w))
+        .collect();
+    Ok(Json(json!({ "count": devices.len(), "devices": devices })))
+}
+
+async fn find(state: &ApiState, id: &str) -> Result<DeviceRow, ApiError> {
+    let filter = DeviceFilter {
+        city: None,
+        domain: None,
+        device_id: Some(id.to_owned()),
+    };
+    state
+        .store
+        .devices(&filter)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))
+}
+
+pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<DeviceView> {
+    let device = find(&state, &id).await?;
+    Ok(Json(view(device, &state, Timestamp::now())))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SeriesParams {
+    metric: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn series(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<SeriesParams>,
+) -> ApiResult<Value> {
+    let device = find(&state, &id).await?;
+    let metrics: Vec<&str> = device.latest.iter().map(|l| l.metric.as_str()).collect();
+    let Some(metric) = p.metric else {
+        return Err(ApiError::bad(format!(
+            "metric is required; device {id} has: {}",
+            metrics.join(", ")
+        )));
+    };
+    let Some(latest) = device.latest.iter().find(|l| l.metric == metric) else {
+        return Err(ApiError::bad(format!(
+            "device {id} has no metric {metric:?}; it has: {}",
+            metrics.join(", ")
+        )));
+    };
+    let (from, to) = params::time_range(
+        p.from.as_deref(),
+        p.to.as_deref(),
+        Duration::from_secs(86_400),
+        Duration::from_secs(366 * 86_400),
+    )?;
+    let limit = p.limit.unwrap_or(10_000);
+    if !(1..=100_000).contains(&limit) {
+        return Err(ApiError::bad("limit must be between 1 and 100000"));
+    }
+    let points = state.store.series(&id, &metric, from, to, limit).await?;
+    Ok(Json(json!({
+        "device_id": id,
+        "metric": metric,
+        "unit": latest.unit,
+        "from": from,
+        "to": to,
+        "count": points.len(),
+        "points": points,
+    })))
+}

@@ -1,0 +1,56 @@
+//! `/healthz` (the process is alive), `/readyz` (ready for traffic: store answering, every feed
+//! connected, not draining) and `/metrics` (Prometheus text).
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde_json::json;
+
+use super::ApiState;
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
+    let mut problems = Vec::new();
+    if state.draining.is_cancelled() {
+        problems.push("draining: shutting down".to_owned());
+    }
+    if let Err(e) = state
+        .store
+        .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+        .await
+    {
+        problems.push(format!("store not answering: {e}"));
+    }
+    for feed in state.feeds.iter() {
+        let s = feed.snapshot();
+        if !s.connected {
+            problems.push(format!(
+                "feed {} not connected{}",
+                s.feed,
+                s.last_error.map(|e| format!(": {e}")).unwrap_or_default()
+            ));
+        }
+    }
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let label = if problems.is_empty() {
+        "ready"
+    } else {
+        "not ready"
+    };
+    (
+        status,
+        Json(json!({ "status": label, "problems": problems })),
+    )
+}
+
+pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,209 @@
+//! `/api/v1/overview` and `/api/v1/cities/{city}`: what the wall screens show per city — feed
+//! health, devices online, readings in the last hour, VN_AQI per air station, river levels
+//! against flood alarm levels, traffic and lighting.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::{
+    ApiState,
+    devices::{DeviceView, Presence, view},
+    error::{ApiError, ApiResult},
+    feeds::{FeedHealth, feed_health, silence_threshold},
+};
+use crate::{
+    model::{City, Domain},
+    store::{DeviceFilter, StoreError},
+};
+
+pub async fn overview(State(state): State<ApiState>) -> ApiResult<Value> {
+    let now = Timestamp::now();
+    let mut cities = Vec::new();
+    for city in City::ALL {
+        cities.push(summary(&state, city, now).await?);
+    }
+    Ok(Json(json!({ "generated_at": now, "cities": cities })))
+}
+
+pub async fn city(State(state): State<ApiState>, Path(city): Path<String>) -> ApiResult<Value> {
+    let city: City = city.parse().map_err(ApiError::NotFound)?;
+    let now = Timestamp::now();
+    Ok(Json(summary(&state, city, now).await?))
+}
+
+async fn summary(state: &ApiState, city: City, now: Timestamp) -> Result<Value, StoreError> {
+    let filter = DeviceFilter {
+        city: Some(city),
+        domain: None,
+        device_id: None,
+    };
+    let devices: Vec<DeviceView> = state
+        .store
+        .devices(&filter)
+        .await?
+        .into_iter()
+        .map(|d| view(d, state, now))
+        .collect();
+    let readings_last_hour = state
+        .store
+        .city_summary(now)
+        .await?
+        .into_iter()
+        .find(|c| c.city == city)
+        .map(|c| c.readings_last_hour)
+        .unwrap_or(0);
+
+    let silence = silence_threshold(state);
+    let feeds: Vec<Value> = state
+        .config
+        .feeds
+        .iter()
+        .zip(state.feeds.iter())
+        .filter(|(cfg, _)| cfg.city == city)
+        .map(|(cfg, stats)| {
+            let s = stats.snapshot();
+            json!({
+                "feed": cfg.name,
+                "health": feed_health(&s, now, silence),
+                "connected": s.connected,
+                "last_message_at": s.last_message_at,
+                "rate_per_s": s.rate_per_s,
+            })
+        })
+        .collect();
+    let healths: Vec<FeedHealth> = state
+        .config
+        .feeds
+        .iter()
+        .zip(state.feeds.iter())
+        .filter(|(cfg, _)| cfg.city == city)
+        .map(|(_, s)| feed_health(&s.snapshot(), now, silence))
+        .collect();
+    let feed_status = if healths.is_empty() {
+        "no_feed"
+    } else if healths.iter().all(|h| *h == FeedHealth::Healthy) {
+        "healthy"
+    } else if healths.contains(&FeedHealth::Healthy) {
+        "degraded"
+    } else {
+        "down"
+    };
+
+    let count = |p: Presence| devices.iter().filter(|d| d.state == p).count();
+    let mut air = Vec::new();
+    for d in devices
+        .iter()
+        .filter(|d| d.device.domain == Domain::AirQuality)
+    {
+        let aqi = super::aqi::latest_hourly(state, &d.device.device_id, now).await?;
+        air.push(json!({
+            "station": d.device.device_id,
+            "name": d.device.name,
+            "online": d.online,
+            "aqi": aqi,
+        }));
+    }
+    Ok(json!({
+        "city": city,
+        "name": city.display_name(),
+        "feed_status": feed_status,
+        "feeds": feeds,
+        "devices": {
+            "total": devices.len(),
+            "online": count(Presence::Online),
+            "offline": count(Presence::Offline),
+            "never_seen": count(Presence::Never),
+        },
+        "readings_last_hour": readings_last_hour,
+        "air_quality": air,
+        "water_levels": water_levels(&devices),
+        "traffic": traffic(&devices),
+        "lighting": lighting(&devices),
+    }))
+}
+
+fn latest(d: &DeviceView, metric: &str) -> Option<(f64, Timestamp)> {
+    d.device
+        .latest
+        .iter()
+        .find(|l| l.metric == metric)
+        .map(|l| (l.value, l.observed_at))
+}
+
+/// River gauges with their level and the highest flood alarm level reached (0 = below BĐ1).
+fn water_levels(devices: &[DeviceView]) -> Vec<Value> {
+    devices
+        .iter()
+        .filter_map(|d| {
+            let (level, at) = latest(d, "water_level")?;
+            let levels = &d.device.flood_levels;
+            let reached = levels.iter().filter(|l| level >= **l).count();
+            let next = levels.get(reached).map(|l| l - level);
+            Some(json!({
+                "device": d.device.device_id,
+                "name": d.device.name,
+                "level_m": level,
+                "observed_at": at,
+                "online": d.online,
+                "flood_levels_m": levels,
+                "alarm_level": reached,
+                "alarm": match reached { 0 => "normal".to_owned(), n => format!("BĐ{n}") },
+                "to_next_level_m": next,
+            }))
+        })
+        .collect()
+}
+
+fn traffic(devices: &[DeviceView]) -> Value {
+    let counters: Vec<&DeviceView> = devices
+        .iter()
+        .filter(|d| d.device.domain == Domain::Traffic)
+        .collect();
+    let vehicles: f64 = counters
+        .iter()
+        .filter_map(|d| latest(d, "vehicle_count"))
+        .map(|v| v.0)
+        .sum();
+    let speeds: Vec<f64> = counters
+        .iter()
+        .filter_map(|d| latest(d, "average_speed"))
+        .map(|v| v.0)
+        .collect();
+    json!({
+        "counters": counters.len(),
+        "online": counters.iter().filter(|d| d.online).count(),
+        "vehicles_latest_interval": vehicles,
+        "average_speed_kmh": (!speeds.is_empty()).then(|| speeds.iter().sum::<f64>() / speeds.len() as f64),
+    })
+}
+
+fn lighting(devices: &[DeviceView]) -> Value {
+    let lights: Vec<&DeviceView> = devices
+        .iter()
+        .filter(|d| d.device.domain == Domain::Lighting)
+        .collect();
+    let on = lights
+        .iter()
+        .filter(|d| latest(d, "power_state").is_some_and(|v| v.0 >= 0.5))
+        .count();
+    let faults = lights
+        .iter()
+        .filter(|d| d.device.last_status.as_deref() == Some("fault"))
+        .count();
+    let power: f64 = lights
+        .iter()
+        .filter_map(|d| latest(d, "power"))
+        .map(|v| v.0)
+        .sum();
+    json!({
+        "devices": lights.len(),
+        "online": lights.iter().filter(|d| d.online).count(),
+        "on": on,
+        "faults": faults,
+        "power_w": power,
+    })
+}

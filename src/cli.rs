@@ -1,0 +1,126 @@
+//! The binary's commands. `main.rs` only parses arguments and loads the configuration.
+
+use std::{path::Path, process::ExitCode};
+
+use anyhow::Context;
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::{
+    app::{App, shutdown_signal},
+    config::{Config, LogFormat},
+    decode::Decoder,
+    normalise::Normaliser,
+    pipeline, simulate,
+};
+
+/// Install the log subscriber: `RUST_LOG` if set, else `log.filter`.
+pub fn init_logging(config: &Config) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match config.log.format {
+        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json()).try_init(),
+    };
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn run(config: Config) -> anyhow::Result<ExitCode> {
+    init_logging(&config);
+    runtime()?.block_on(async {
+        let app = App::build(config).await?;
+        app.run_until(shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
+    println!(
+        "configuration is valid: {} feed(s), {} catalogued device(s), API on {}",
+        config.feeds.len(),
+        config.devices.len(),
+        config.api.listen
+    );
+    for f in &config.feeds {
+        println!(
+            "  feed {:<14} {:<11} {:<17?} {} {:?}",
+            f.name, f.city, f.format, f.broker, f.topics
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn try_mapping(
+    config: &Config,
+    feed_name: &str,
+    payload_path: &Path,
+    topic: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let Some(feed) = config.feeds.iter().find(|f| f.name == feed_name) else {
+        let names: Vec<_> = config.feeds.iter().map(|f| f.name.as_str()).collect();
+        anyhow::bail!(
+            "no feed named {feed_name:?}; configured feeds: {}",
+            names.join(", ")
+        );
+    };
+    let payload = std::fs::read(payload_path)
+        .with_context(|| format!("reading {}", payload_path.display()))?;
+    let topic = topic.map(str::to_owned).unwrap_or_else(|| {
+        feed.topics[0]
+            .split('/')
+            .map(|l| if l == "+" || l == "#" { "sample" } else { l })
+            .collect::<Vec<_>>()
+            .join("/")
+    });
+    let now = Timestamp::now();
+    let result = pipeline::process(
+        &Decoder::for_feed(feed),
+        &Normaliser::new(feed, config),
+        &config.ingest,
+        &topic,
+        &payload.into(),
+        now,
+        now,
+    );
+    match result {
+        Ok(readings) => {
+            println!("{}", serde_json::to_string_pretty(&readings)?);
+            eprintln!("{} reading(s) from topic {topic}", readings.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(rejection) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "rejected": rejection }))?
+            );
+            eprintln!("rejected ({}): {}", rejection.reason, rejection.detail);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn simulate(mut config: Config, broker: Option<String>) -> anyhow::Result<ExitCode> {
+    init_logging(&config);
+    if let Some(b) = broker {
+        crate::config::parse_broker_url(&b).map_err(anyhow::Error::msg)?;
+        config.simulator.broker = b;
+    }
+    runtime()?.block_on(async {
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop.cancel();
+        });
+        simulate::run(config.simulator, config.devices, cancel).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,567 @@
+//! The read side: typed queries behind the API. All run on pooled read connections.
+
+use jiff::Timestamp;
+use rusqlite::{Connection, params_from_iter, types::Value as Sql};
+use serde::Serialize;
+
+use super::{Store, StoreError, status_from_code, ts};
+use crate::model::{City, Domain, Location, Status};
+
+const HOUR_MS: i64 = 3_600_000;
+/// UTC+7: bucket boundaries fall on local midnight.
+const LOCAL_OFFSET_MS: i64 = 7 * HOUR_MS;
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub city: Option<City>,
+    pub domain: Option<Domain>,
+    pub device_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatestValue {
+    pub metric: String,
+    pub value: f64,
+    pub unit: String,
+    pub observed_at: Timestamp,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub city: City,
+    pub feed: Option<String>,
+    pub domain: Domain,
+    pub name: Option<String>,
+    pub location: Option<Location>,
+    pub position_source: Option<String>,
+    pub catalogued: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flood_levels: Vec<f64>,
+    /// Configured interval, else the learned one.
+    pub expected_interval_ms: Option<i64>,
+    pub first_seen: Option<Timestamp>,
+    pub last_seen: Option<Timestamp>,
+    pub last_observed_at: Option<Timestamp>,
+    pub last_status: Option<String>,
+    pub latest: Vec<LatestValue>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Point {
+    pub observed_at: Timestamp,
+    pub value: f64,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone)]
+pub struct AggregateQuery {
+    pub metric: String,
+    pub city: Option<City>,
+    pub domain: Option<Domain>,
+    pub device_id: Option<String>,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub every_ms: i64,
+    pub group_by_device: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bucket {
+    pub bucket_start: Timestamp,
+    pub bucket_end: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub count: i64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HourlyMean {
+    pub metric: String,
+    pub hour_start_ms: i64,
+    pub mean: f64,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RejectFilter {
+    pub feed: Option<String>,
+    pub reason: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub limit: u32,
+    pub before_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectRow {
+    pub id: i64,
+    pub feed: String,
+    pub topic: String,
+    pub received_at: Timestamp,
+    pub reason: String,
+    pub detail: String,
+    pub payload_size: i64,
+    pub truncated: bool,
+    /// The stored payload as text (invalid UTF-8 replaced); see `payload_hex` for the bytes.
+    pub payload_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_hex: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectCount {
+    pub feed: String,
+    pub reason: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedCounters {
+    pub feed: String,
+    pub received: i64,
+    pub stored: i64,
+    pub rejected: i64,
+    pub duplicate: i64,
+    pub readings: i64,
+    pub last_message_at: Option<Timestamp>,
+    pub last_stored_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CitySummary {
+    pub city: City,
+    pub readings_last_hour: i64,
+}
+
+/// One reading of the log, as a forwarder reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub id: i64,
+    pub city: String,
+    pub feed: String,
+    pub device_id: String,
+    pub domain: String,
+    pub metric: String,
+    pub unit: String,
+    pub value: f64,
+    pub observed_at: Timestamp,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStats {
+    pub readings: i64,
+    pub rejects: i64,
+    pub max_log_id: i64,
+}
+
+/// SQL `WHERE` clauses with their parameters, built from optional filters.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    params: Vec<Sql>,
+}
+
+impl Where {
+    fn add(&mut self, clause: &str, value: impl Into<Sql>) {
+        self.params.push(value.into());
+        self.clauses
+            .push(clause.replace('?', &format!("?{}", self.params.len())));
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+impl Store {
+    pub async fn devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| devices(conn, &filter)).await
+    }
+
+    pub async fn series(
+        &self,
+        device_id: &str,
+        metric: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Point>, StoreError> {
+        let (device_id, metric) = (device_id.to_owned(), metric.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT r.observed_at, r.value, r.status FROM readings r
+                 JOIN series s ON s.id = r.series_id
+                 WHERE s.device_id = ?1 AND s.metric = ?2 AND r.observed_at >= ?3 AND r.observed_at < ?4
+                 ORDER BY r.observed_at LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                rusqlite::params![device_id, metric, from.as_millisecond(), to.as_millisecond(), limit],
+                |row| {
+                    Ok(Point {
+                        observed_at: ts(row.get(0)?),
+                        value: row.get(1)?,
+                        status: status_from_code(row.get(2)?),
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn aggregates(&self, q: &AggregateQuery) -> Result<Vec<Bucket>, StoreError> {
+        let q = q.clone();
+        self.read(move |conn| aggregates(conn, &q)).await
+    }
+
+    /// Hourly means of `metrics` for one device, `measuring` samples only, hours in
+    /// `[from, to)` keyed by their start.
+    pub async fn hourly_means(
+        &self,
+        device_id: &str,
+        metrics: &[&str],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HourlyMean>, StoreError> {
+        let device_id = device_id.to_owned();
+        let metrics: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT (r.observed_at / 3600000) * 3600000 AS hour, AVG(r.value), COUNT(*)
+                 FROM readings r
+                 WHERE r.series_id = (SELECT id FROM series WHERE device_id = ?1 AND metric = ?2)
+                   AND r.observed_at >= ?3 AND r.observed_at < ?4 AND r.status = 0
+                 GROUP BY hour ORDER BY hour",
+            )?;
+            let mut out = Vec::new();
+            for metric in &metrics {
+                let rows = stmt.query_map(
+                    rusqlite::params![
+                        device_id,
+                        metric,
+                        from.as_millisecond(),
+                        to.as_millisecond()
+                    ],
+                    |row| {
+                        Ok(HourlyMean {
+                            metric: metric.clone(),
+                            hour_start_ms: row.get(0)?,
+                            mean: row.get(1)?,
+                            count: row.get(2)?,
+                        })
+                    },
+                )?;
+                for row in rows {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn rejects(&self, filter: &RejectFilter) -> Result<Vec<RejectRow>, StoreError> {
+        let f = filter.clone();
+        self.read(move |conn| {
+            let mut w = Where::default();
+            if let Some(feed) = f.feed {
+                w.add("feed = ?", feed);
+            }
+            if let Some(reason) = f.reason {
+                w.add("reason = ?", reason);
+            }
+            if let Some(from) = f.from {
+                w.add("received_at >= ?", from.as_millisecond());
+            }
+            if let Some(to) = f.to {
+                w.add("received_at < ?", to.as_millisecond());
+            }
+            if let Some(before) = f.before_id {
+                w.add("id < ?", before);
+            }
+            let sql = format!(
+                "SELECT id, feed, topic, received_at, reason, detail, payload_size, truncated, payload
+                 FROM rejects {} ORDER BY id DESC LIMIT {}",
+                w.sql(),
+                f.limit
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params_from_iter(w.params.iter()), |row| {
+                let payload: Vec<u8> = row.get(8)?;
+                let text = String::from_utf8_lossy(&payload).into_owned();
+                let hex = std::str::from_utf8(&payload).is_err().then(|| hex::encode(&payload));
+                Ok(RejectRow {
+                    id: row.get(0)?,
+                    feed: row.get(1)?,
+                    topic: row.get(2)?,
+                    received_at: ts(row.get(3)?),
+                    reason: row.get(4)?,
+                    detail: row.get(5)?,
+                    payload_size: row.get(6)?,
+                    truncated: row.get(7)?,
+                    payload_text: text,
+                    payload_hex: hex,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn reject_counts(&self) -> Result<Vec<RejectCount>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT feed, reason, COUNT(*) FROM rejects GROUP BY feed, reason ORDER BY feed, reason",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(RejectCount {
+                    feed: row.get(0)?,
+                    reason: row.get(1)?,
+                    count: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn feed_counters(&self) -> Result<Vec<FeedCounters>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT feed, received, stored, rejected, duplicate, readings, last_message_at, last_stored_at
+                 FROM feed_counters ORDER BY feed",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(FeedCounters {
+                    feed: row.get(0)?,
+                    received: row.get(1)?,
+                    stored: row.get(2)?,
+                    rejected: row.get(3)?,
+                    duplicate: row.get(4)?,
+                    readings: row.get(5)?,
+                    last_message_at: row.get::<_, Option<i64>>(6)?.map(ts),
+                    last_stored_at: row.get::<_, Option<i64>>(7)?.map(ts),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Readings observed in the last hour, per city (one index range per series).
+    pub async fn city_summary(&self, now: Timestamp) -> Result<Vec<CitySummary>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT s.city, COUNT(r.id) FROM series s
+                 JOIN readings r ON r.series_id = s.id AND r.observed_at >= ?1 AND r.observed_at <= ?2
+                 GROUP BY s.city",
+            )?;
+            let since = now.as_millisecond() - HOUR_MS;
+            let rows = stmt.query_map([since, now.as_millisecond()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (city, n) = row?;
+                if let Ok(city) = city.parse() {
+                    out.push(CitySummary {
+                        city,
+                        readings_last_hour: n,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Up to `limit` readings of the log after position `after_id`, in log order.
+    pub async fn read_log(&self, after_id: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT r.id, s.city, s.feed, s.device_id, s.domain, s.metric, s.unit, r.value,
+                        r.observed_at, r.status
+                 FROM readings r JOIN series s ON s.id = r.series_id
+                 WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(rusqlite::params![after_id, limit], |row| {
+                Ok(LogEntry {
+                    id: row.get(0)?,
+                    city: row.get(1)?,
+                    feed: row.get(2)?,
+                    device_id: row.get(3)?,
+                    domain: row.get(4)?,
+                    metric: row.get(5)?,
+                    unit: row.get(6)?,
+                    value: row.get(7)?,
+                    observed_at: ts(row.get(8)?),
+                    status: status_from_code(row.get(9)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn cursor(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            use rusqlite::OptionalExtension;
+            Ok(conn
+                .query_row(
+                    "SELECT position FROM cursors WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.read(|conn| {
+            Ok(StoreStats {
+                readings: conn.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))?,
+                rejects: conn.query_row("SELECT COUNT(*) FROM rejects", [], |r| r.get(0))?,
+                max_log_id: conn.query_row(
+                    "SELECT COALESCE(MAX(id), 0) FROM readings",
+                    [],
+                    |r| r.get(0),
+                )?,
+            })
+        })
+        .await
+    }
+}
+
+fn devices(conn: &Connection, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, StoreError> {
+    let mut w = Where::default();
+    if let Some(city) = filter.city {
+        w.add("city = ?", city.as_str().to_owned());
+    }
+    if let Some(domain) = filter.domain {
+        w.add("domain = ?", domain.as_str().to_owned());
+    }
+    if let Some(id) = &filter.device_id {
+        w.add("device_id = ?", id.clone());
+    }
+    let sql = format!(
+        "SELECT device_id, city, feed, domain, name, lat, lon, ward, position_source, flood_levels,
+                COALESCE(configured_interval_ms, learned_interval_ms), first_seen, last_seen,
+                last_observed_at, last_status, catalogued
+         FROM devices {} ORDER BY city, domain, device_id",
+        w.sql()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<DeviceRow> = stmt
+        .query_map(params_from_iter(w.params.iter()), |row| {
+            let lat: Option<f64> = row.get(5)?;
+            let lon: Option<f64> = row.get(6)?;
+            let levels: Option<String> = row.get(9)?;
+            Ok(DeviceRow {
+                device_id: row.get(0)?,
+                city: row.get::<_, String>(1)?.parse().unwrap_or(City::ThaiNguyen),
+                feed: row.get(2)?,
+                domain: row
+                    .get::<_, String>(3)?
+                    .parse()
+                    .unwrap_or(Domain::AirQuality),
+                name: row.get(4)?,
+                location: lat.zip(lon).map(|(lat, lon)| Location {
+                    lat,
+                    lon,
+                    ward: row.get(7).ok().flatten(),
+                }),
+                position_source: row.get(8)?,
+                flood_levels: levels
+                    .and_then(|l| serde_json::from_str(&l).ok())
+                    .unwrap_or_default(),
+                expected_interval_ms: row.get(10)?,
+                first_seen: row.get::<_, Option<i64>>(11)?.map(ts),
+                last_seen: row.get::<_, Option<i64>>(12)?.map(ts),
+                last_observed_at: row.get::<_, Option<i64>>(13)?.map(ts),
+                last_status: row
+                    .get::<_, Option<i64>>(14)?
+                    .map(|c| status_from_code(c).as_str().to_owned()),
+                catalogued: row.get(15)?,
+                latest: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut latest = conn.prepare_cached(
+        "SELECT metric, last_value, unit, last_observed_at, last_status FROM series
+         WHERE device_id = ?1 AND last_observed_at IS NOT NULL ORDER BY metric",
+    )?;
+    for d in &mut rows {
+        d.latest = latest
+            .query_map([&d.device_id], |row| {
+                Ok(LatestValue {
+                    metric: row.get(0)?,
+                    value: row.get(1)?,
+                    unit: row.get(2)?,
+                    observed_at: ts(row.get(3)?),
+                    status: status_from_code(row.get(4)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(rows)
+}
+
+fn aggregates(conn: &Connection, q: &AggregateQuery) -> Result<Vec<Bucket>, StoreError> {
+    let mut w = Where::default();
+    w.add("s.metric = ?", q.metric.clone());
+    if let Some(city) = q.city {
+        w.add("s.city = ?", city.as_str().to_owned());
+    }
+    if let Some(domain) = q.domain {
+        w.add("s.domain = ?", domain.as_str().to_owned());
+    }
+    if let Some(device) = &q.device_id {
+        w.add("s.device_id = ?", device.clone());
+    }
+    w.add("r.observed_at >= ?", q.from.as_millisecond());
+    w.add("r.observed_at < ?", q.to.as_millisecond());
+    let every = q.every_ms.max(1);
+    // Bucket start aligned to local midnight: floor((t + 7h) / every) * every - 7h.
+    let bucket =
+        format!("(((r.observed_at + {LOCAL_OFFSET_MS}) / {every}) * {every} - {LOCAL_OFFSET_MS})");
+    let (group_col, group_by) = if q.group_by_device {
+        ("s.device_id", format!("{bucket}, s.device_id"))
+    } else {
+        ("NULL", bucket.clone())
+    };
+    let sql = format!(
+        "SELECT {bucket} AS b, {group_col}, COUNT(*), AVG(r.value), MIN(r.value), MAX(r.value), SUM(r.value)
+         FROM readings r JOIN series s ON s.id = r.series_id
+         {} GROUP BY {group_by} ORDER BY b, 2",
+        w.sql()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(w.params.iter()), |row| {
+        let start: i64 = row.get(0)?;
+        Ok(Bucket {
+            bucket_start: ts(start),
+            bucket_end: ts(start + every),
+            device_id: row.get(1)?,
+            count: row.get(2)?,
+            mean: row.get(3)?,
+            min: row.get(4)?,
+            max: row.get(5)?,
+            sum: row.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,106 @@
+//! The SQLite schema, versioned with `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+pub const VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+-- One row per device × metric: the writer caches ids, the API reads latest values here.
+CREATE TABLE IF NOT EXISTS series (
+    id               INTEGER PRIMARY KEY,
+    device_id        TEXT NOT NULL,
+    metric           TEXT NOT NULL,
+    city             TEXT NOT NULL,
+    feed             TEXT NOT NULL,
+    domain           TEXT NOT NULL,
+    unit             TEXT NOT NULL,
+    last_observed_at INTEGER,
+    last_value       REAL,
+    last_status      INTEGER,
+    UNIQUE (device_id, metric)
+);
+CREATE INDEX IF NOT EXISTS series_city ON series (city, domain, metric);
+
+-- The reading log. `id` is the log sequence a forwarder reads by cursor; the unique key makes
+-- a QoS 1 redelivery a no-op.
+CREATE TABLE IF NOT EXISTS readings (
+    id          INTEGER PRIMARY KEY,
+    series_id   INTEGER NOT NULL REFERENCES series (id),
+    observed_at INTEGER NOT NULL,  -- UTC ms
+    value       REAL NOT NULL,
+    status      INTEGER NOT NULL,  -- 0 measuring, 1 calibrating, 2 fault
+    received_at INTEGER NOT NULL,  -- UTC ms
+    UNIQUE (series_id, observed_at)
+);
+CREATE INDEX IF NOT EXISTS readings_observed ON readings (observed_at);
+
+CREATE TABLE IF NOT EXISTS devices (
+    device_id              TEXT PRIMARY KEY,
+    city                   TEXT NOT NULL,
+    feed                   TEXT,
+    domain                 TEXT NOT NULL,
+    name                   TEXT,
+    lat                    REAL,
+    lon                    REAL,
+    ward                   TEXT,
+    position_source        TEXT,
+    flood_levels           TEXT,     -- JSON array, metres
+    configured_interval_ms INTEGER,
+    learned_interval_ms    INTEGER,
+    first_seen             INTEGER,
+    last_seen              INTEGER,  -- received_at, UTC ms
+    last_observed_at       INTEGER,
+    last_status            INTEGER,
+    catalogued             INTEGER NOT NULL DEFAULT 0
+);
+
+-- Quarantine: every rejected message with its reason and (truncated) raw payload.
+CREATE TABLE IF NOT EXISTS rejects (
+    id             INTEGER PRIMARY KEY,
+    feed           TEXT NOT NULL,
+    topic          TEXT NOT NULL,
+    received_at    INTEGER NOT NULL,
+    reason         TEXT NOT NULL,
+    detail         TEXT NOT NULL,
+    payload        BLOB NOT NULL,
+    payload_size   INTEGER NOT NULL,
+    payload_sha256 TEXT NOT NULL,
+    truncated      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejects_feed_reason ON rejects (feed, reason, id);
+CREATE INDEX IF NOT EXISTS rejects_received ON rejects (received_at);
+CREATE INDEX IF NOT EXISTS rejects_sha ON rejects (payload_sha256);
+
+-- "Did we lose anything?": updated in the same transaction as the messages they count.
+CREATE TABLE IF NOT EXISTS feed_counters (
+    feed            TEXT PRIMARY KEY,
+    received        INTEGER NOT NULL DEFAULT 0,
+    stored          INTEGER NOT NULL DEFAULT 0,
+    rejected        INTEGER NOT NULL DEFAULT 0,
+    duplicate       INTEGER NOT NULL DEFAULT 0,
+    readings        INTEGER NOT NULL DEFAULT 0,
+    last_message_at INTEGER,
+    last_stored_at  INTEGER
+);
+
+-- Positions of log readers (e.g. the InfluxDB forwarder).
+CREATE TABLE IF NOT EXISTS cursors (
+    name       TEXT PRIMARY KEY,
+    position   INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#;
+
+pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > VERSION {
+        return Err(StoreError::Schema(format!(
+            "database schema version {version} is newer than this build understands ({VERSION})"
+        )));
+    }
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,308 @@
+use std::time::Duration;
+
+use bytes::Bytes;
+use jiff::{Timestamp, ToSpan};
+
+use super::*;
+use crate::model::{City, Domain, FeedId, Location, Reading, Rejection, Status};
+
+fn config(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig {
+        path: dir.join("t.db"),
+        synchronous: Synchronous::Normal,
+        ..StoreConfig::default()
+    }
+}
+
+fn reading(device: &str, metric: &'static str, at: Timestamp, value: f64) -> Reading {
+    Reading {
+        city: City::ThaiNguyen,
+        feed: FeedId::new("thai-nguyen"),
+        device_id: device.into(),
+        domain: Domain::AirQuality,
+        metric,
+        value,
+        unit: "µg/m³",
+        observed_at: at,
+        received_at: at,
+        location: Some(Location {
+            lat: 21.59,
+            lon: 105.84,
+            ward: None,
+        }),
+        status: Status::Measuring,
+    }
+}
+
+fn env(readings: Vec<Reading>) -> Envelope {
+    Envelope {
+        feed: FeedId::new("thai-nguyen"),
+        topic: "tn/ioc/air/X".into(),
+        received_at: readings
+            .first()
+            .map(|r| r.received_at)
+            .unwrap_or_else(Timestamp::now),
+        content: Content::Readings(readings),
+    }
+}
+
+fn reject(payload: &'static [u8], dup: bool) -> Envelope {
+    Envelope {
+        feed: FeedId::new("thai-nguyen"),
+        topic: "tn/ioc/air/X".into(),
+        received_at: Timestamp::now(),
+        content: Content::Rejected {
+            rejection: Rejection::new("malformed_json", "expected value at line 1"),
+            payload: Bytes::from_static(payload),
+            payload_size: payload.len(),
+            dup,
+        },
+    }
+}
+
+fn t0() -> Timestamp {
+    "2026-11-22T01:05:00Z".parse().unwrap()
+}
+
+#[tokio::test]
+async fn committed_readings_are_queried_back_and_redeliveries_are_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let msg = env(vec![
+        reading("A", "pm25", t0(), 35.2),
+        reading("A", "pm10", t0(), 61.0),
+    ]);
+    let out = w.commit(&[msg.clone(), msg.clone()]).unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Stored { inserted: 2 }, Outcome::Duplicate]
+    );
+    assert_eq!(w.commit(&[msg]).unwrap(), vec![Outcome::Duplicate]);
+
+    let points = store
+        .series("A", "pm25", t0() - 1.hour(), t0() + 1.hour(), 10)
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].value, 35.2);
+    assert_eq!(points[0].observed_at, t0());
+    let counters = store.feed_counters().await.unwrap();
+    assert_eq!(counters[0].received, 3);
+    assert_eq!(counters[0].stored, 1);
+    assert_eq!(counters[0].duplicate, 2);
+    assert_eq!(counters[0].readings, 2);
+    let devices = store.devices(&DeviceFilter::default()).await.unwrap();
+    assert_eq!(devices[0].latest.len(), 2);
+}
+
+#[tokio::test]
+async fn rejects_are_quarantined_and_a_dup_flagged_repeat_is_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let out = w
+        .commit(&[
+            reject(b"{bad", false),
+            reject(b"{bad", false),
+            reject(b"{bad", true),
+        ])
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Rejected, Outcome::Rejected, Outcome::Duplicate]
+    );
+    let rows = store
+        .rejects(&RejectFilter {
+            limit: 10,
+            reason: Some("malformed_json".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].payload_text, "{bad");
+    assert_eq!(store.reject_counts().await.unwrap()[0].count, 2);
+}
+
+#[tokio::test]
+async fn data_and_counters_survive_reopening_without_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&config(dir.path()), &[]).unwrap();
+        let mut w = store.writer().unwrap();
+        w.commit(&[env(vec![reading("A", "pm25", t0(), 1.0)])])
+            .unwrap();
+        std::mem::forget(w); // no close, no checkpoint: as after a crash
+    }
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    assert_eq!(store.stats().await.unwrap().readings, 1);
+    assert_eq!(store.feed_counters().await.unwrap()[0].stored, 1);
+}
+
+#[tokio::test]
+async fn aggregates_align_buckets_to_local_midnight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    // 2026-11-21T16:30Z is 23:30 local on the 21st; 17:30Z is 00:30 local on the 22nd.
+    let a: Timestamp = "2026-11-21T16:30:00Z".parse().unwrap();
+    let b: Timestamp = "2026-11-21T17:30:00Z".parse().unwrap();
+    let c: Timestamp = "2026-11-21T17:45:00Z".parse().unwrap();
+    w.commit(&[
+        env(vec![reading("A", "pm25", a, 10.0)]),
+        env(vec![reading("A", "pm25", b, 20.0)]),
+        env(vec![reading("B", "pm25", c, 40.0)]),
+    ])
+    .unwrap();
+    let q = AggregateQuery {
+        metric: "pm25".into(),
+        city: Some(City::ThaiNguyen),
+        domain: None,
+        device_id: None,
+        from: a - 24.hours(),
+        to: c + 24.hours(),
+        every_ms: 86_400_000,
+        group_by_device: false,
+    };
+    let days = store.aggregates(&q).await.unwrap();
+    assert_eq!(days.len(), 2);
+    assert_eq!(days[0].bucket_start.to_string(), "2026-11-20T17:00:00Z");
+    assert_eq!((days[0].count, days[0].mean), (1, 10.0));
+    assert_eq!(days[1].bucket_start.to_string(), "2026-11-21T17:00:00Z");
+    assert_eq!(
+        (
+            days[1].count,
+            days[1].mean,
+            days[1].min,
+            days[1].max,
+            days[1].sum
+        ),
+        (2, 30.0, 20.0, 40.0, 60.0)
+    );
+    let per_device = store
+        .aggregates(&AggregateQuery {
+            every_ms: 900_000,
+            group_by_device: true,
+            ..q
+        })
+        .await
+        .unwrap();
+    assert_eq!(per_device.len(), 3);
+    assert_eq!(per_device[2].device_id.as_deref(), Some("B"));
+    assert_eq!(
+        per_device[2].bucket_start.to_string(),
+        "2026-11-21T17:45:00Z"
+    );
+}
+
+#[tokio::test]
+async fn hourly_means_count_only_measuring_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let mut calibrating = reading("A", "pm25", t0() + 10.minutes(), 500.0);
+    calibrating.status = Status::Calibrating;
+    w.commit(&[
+        env(vec![reading("A", "pm25", t0(), 30.0)]),
+        env(vec![calibrating]),
+        env(vec![reading("A", "pm25", t0() + 20.minutes(), 40.0)]),
+    ])
+    .unwrap();
+    let means = store
+        .hourly_means("A", &["pm25", "o3"], t0() - 1.hour(), t0() + 1.hour())
+        .await
+        .unwrap();
+    assert_eq!(means.len(), 1);
+    assert_eq!((means[0].mean, means[0].count), (35.0, 2));
+    assert_eq!(
+        means[0].hour_start_ms,
+        "2026-11-22T01:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_millisecond()
+    );
+}
+
+#[tokio::test]
+async fn devices_learn_their_cadence_and_catalogue_wins_for_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue = vec![crate::config::DeviceConfig {
+        id: "A".into(),
+        city: City::ThaiNguyen,
+        domain: Domain::AirQuality,
+        name: Some("Hùng Vương".into()),
+        lat: 21.5925,
+        lon: 105.8435,
+        ward: Some("Phan Đình Phùng".into()),
+        position_source: "synthetic".into(),
+        interval: None,
+        flood_levels: vec![],
+    }];
+    let store = Store::open(&config(dir.path()), &catalogue).unwrap();
+    let mut w = store.writer().unwrap();
+    for i in 0..5 {
+        w.commit(&[env(vec![reading(
+            "A",
+            "pm25",
+            t0() + (5 * i).minutes(),
+            1.0,
+        )])])
+        .unwrap();
+    }
+    let d = &store
+        .devices(&DeviceFilter {
+            device_id: Some("A".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0];
+    assert_eq!(d.expected_interval_ms, Some(300_000));
+    assert_eq!(d.location.as_ref().unwrap().lat, 21.5925);
+    assert_eq!(
+        d.location.as_ref().unwrap().ward.as_deref(),
+        Some("Phan Đình Phùng")
+    );
+    assert_eq!(d.last_observed_at, Some(t0() + 20.minutes()));
+}
+
+#[tokio::test]
+async fn retention_prunes_old_readings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.retention = Duration::from_secs(3600);
+    let store = Store::open(&cfg, &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    w.commit(&[
+        env(vec![reading("A", "pm25", t0() - 2.hours(), 1.0)]),
+        env(vec![reading("A", "pm25", t0(), 2.0)]),
+    ])
+    .unwrap();
+    let pruned = w.prune(t0()).unwrap();
+    assert_eq!(pruned.readings, 1);
+    assert_eq!(store.stats().await.unwrap().readings, 1);
+}
+
+#[tokio::test]
+async fn a_large_batched_load_is_stored_completely() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let mut total = 0;
+    for batch in 0..25 {
+        let envs: Vec<_> = (0..200)
+            .map(|i| {
+                let at = t0() + (batch * 200 + i).seconds();
+                env(vec![
+                    reading(&format!("D{}", i % 20), "pm25", at, 1.0),
+                    reading(&format!("D{}", i % 20), "pm10", at, 2.0),
+                ])
+            })
+            .collect();
+        total += w.commit(&envs).unwrap().len();
+    }
+    assert_eq!(total, 5_000);
+    assert_eq!(store.stats().await.unwrap().readings, 10_000);
+    let log = store.read_log(0, 3).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+}

@@ -1,0 +1,459 @@
+//! The write side: one transaction per batch of messages, then the caller acks them.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::{StoreError, status_code};
+use crate::{
+    config::{DeviceConfig, StoreConfig},
+    model::{FeedId, Reading, Rejection},
+};
+
+/// One message as it reaches the store.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub feed: FeedId,
+    pub topic: String,
+    pub received_at: Timestamp,
+    pub content: Content,
+}
+
+/// What a message produced: readings, or a quarantine record.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Readings(Vec<Reading>),
+    Rejected {
+        rejection: Rejection,
+        /// Already truncated by the caller to `ingest.quarantine_max_bytes`.
+        payload: Bytes,
+        payload_size: usize,
+        /// MQTT DUP flag: the broker may have delivered this before.
+        dup: bool,
+    },
+}
+
+/// How each message of a batch ended. Exactly one per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// At least one new reading stored.
+    Stored { inserted: usize },
+    /// Everything it carried was already stored (a QoS 1 redelivery).
+    Duplicate,
+    /// Quarantined with its reason.
+    Rejected,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PruneStats {
+    pub readings: usize,
+    pub rejects: usize,
+}
+
+/// In-memory state of a device, to learn its cadence message by message.
+#[derive(Debug, Clone, Default)]
+struct DeviceState {
+    last_observed: Option<i64>,
+    learned_interval: Option<f64>,
+}
+
+/// The single write connection, owned by the commit thread.
+pub struct StoreWriter {
+    conn: Connection,
+    retention_ms: i64,
+    reject_retention_ms: i64,
+    /// device → metric → series id.
+    series: HashMap<String, HashMap<&'static str, i64>>,
+    devices: HashMap<String, DeviceState>,
+}
+
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriter")
+            .field("series", &self.series.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct FeedDelta {
+    received: i64,
+    stored: i64,
+    rejected: i64,
+    duplicate: i64,
+    readings: i64,
+    last_message_at: i64,
+    last_stored_at: Option<i64>,
+}
+
+struct DeviceTouch<'a> {
+    reading: &'a Reading,
+    received_at: i64,
+    observed_at: i64,
+}
+
+impl StoreWriter {
+    pub(super) fn new(conn: Connection, config: &StoreConfig) -> Result<StoreWriter, StoreError> {
+        Ok(StoreWriter {
+            conn,
+            retention_ms: config.retention.as_millis() as i64,
+            reject_retention_ms: config.reject_retention.as_millis() as i64,
+            series: HashMap::new(),
+            devices: HashMap::new(),
+        })
+    }
+
+    /// Commit a batch in one transaction and say how each message ended. On error nothing was
+    /// committed and the in-memory caches are reset, so a retry starts clean.
+    pub fn commit(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, StoreError> {
+        let result = self.commit_inner(batch);
+        if result.is_err() {
+            self.series.clear();
+            self.devices.clear();
+        }
+        result
+    }
+
+    fn commit_inner(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut feeds: HashMap<&str, FeedDelta> = HashMap::new();
+        let mut latest: HashMap<i64, (i64, f64, i64)> = HashMap::new();
+        let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO readings (series_id, observed_at, value, status, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            )?;
+            for env in batch {
+                let received_ms = env.received_at.as_millisecond();
+                let delta = feeds.entry(env.feed.as_str()).or_default();
+                delta.received += 1;
+                delta.last_message_at = delta.last_message_at.max(received_ms);
+                let outcome = match &env.content {
+                    Content::Readings(readings) => {
+                        let mut inserted = 0;
+                        for r in readings {
+                            let sid = series_id(&tx, &mut self.series, r)?;
+                            let observed = r.observed_at.as_millisecond();
+                            let status = status_code(r.status);
+                            let n = insert.execute(params![
+                                sid,
+                                observed,
+                                r.value,
+                                status,
+                                received_ms
+                            ])?;
+                            if n == 1 {
+                                inserted += 1;
+                                let e = latest.entry(sid).or_insert((observed, r.value, status));
+                                if observed >= e.0 {
+                                    *e = (observed, r.value, status);
+                                }
+                            }
+                            learn_cadence(&mut self.devices, &tx, &r.device_id, observed)?;
+                            let t = touched.entry(r.device_id.as_str()).or_insert(DeviceTouch {
+                                reading: r,
+                                received_at: received_ms,
+                                observed_at: observed,
+                            });
+                            t.received_at = t.received_at.max(received_ms);
+                            if observed >= t.observed_at {
+                                t.observed_at = observed;
+                                t.reading = r;
+                            }
+                        }
+                        if inserted > 0 {
+                            delta.stored += 1;
+                            delta.readings += inserted as i64;
+                            delta.last_stored_at = Some(received_ms);
+                            Outcome::Stored { inserted }
+                        } else {
+                            delta.duplicate += 1;
+                            Outcome::Duplicate
+                        }
+                    }
+                    Content::Rejected {
+                        rejection,
+                        payload,
+                        payload_size,
+                        dup,
+                    } => {
+                        let sha = hex::encode(Sha256::digest(payload));
+                        let seen = *dup
+                            && tx
+                                .prepare_cached(
+                                    "SELECT 1 FROM rejects WHERE payload_sha256 = ?1 AND feed = ?2 AND topic = ?3",
+                                )?
+                                .query_row(params![sha, env.feed.as_str(), env.topic], |_| Ok(()))
+                                .optional()?
+                                .is_some();
+                        if seen {
+                            delta.duplicate += 1;
+                            Outcome::Duplicate
+                        } else {
+                            tx.prepare_cached(
+                                "INSERT INTO rejects (feed, topic, received_at, reason, detail, payload,
+                                     payload_size, payload_sha256, truncated)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                            )?
+                            .execute(params![
+                                env.feed.as_str(),
+                                env.topic,
+                                received_ms,
+                                rejection.reason,
+                                rejection.detail,
+                                payload.as_ref(),
+                                *payload_size as i64,
+                                sha,
+                                payload.len() < *payload_size,
+                            ])?;
+                            delta.rejected += 1;
+                            Outcome::Rejected
+                        }
+                    }
+                };
+                outcomes.push(outcome);
+            }
+        }
+        write_latest(&tx, &latest)?;
+        write_devices(&tx, &touched, &self.devices)?;
+        write_counters(&tx, &feeds)?;
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Delete readings and rejects past their retention, in bounded chunks so one call never
+    /// holds the write lock for long.
+    pub fn prune(&mut self, now: Timestamp) -> Result<PruneStats, StoreError> {
+        const CHUNK: usize = 20_000;
+        let now_ms = now.as_millisecond();
+        let readings = self.conn.execute(
+            "DELETE FROM readings WHERE id IN
+               (SELECT id FROM readings WHERE observed_at < ?1 LIMIT ?2)",
+            params![now_ms - self.retention_ms, CHUNK as i64],
+        )?;
+        let rejects = self.conn.execute(
+            "DELETE FROM rejects WHERE id IN
+               (SELECT id FROM rejects WHERE received_at < ?1 LIMIT ?2)",
+            params![now_ms - self.reject_retention_ms, CHUNK as i64],
+        )?;
+        Ok(PruneStats { readings, rejects })
+    }
+
+    /// Persist a log reader's position (e.g. the InfluxDB forwarder's cursor).
+    pub fn set_cursor(&self, name: &str, position: i64) -> Result<(), StoreError> {
+        set_cursor(&self.conn, name, position)
+    }
+}
+
+pub(super) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO cursors (name, position, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+        params![name, position, Timestamp::now().as_millisecond()],
+    )?;
+    Ok(())
+}
+
+fn series_id(
+    tx: &rusqlite::Transaction<'_>,
+    cache: &mut HashMap<String, HashMap<&'static str, i64>>,
+    r: &Reading,
+) -> Result<i64, StoreError> {
+    if let Some(id) = cache
+        .get(r.device_id.as_str())
+        .and_then(|m| m.get(r.metric))
+    {
+        return Ok(*id);
+    }
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO series (device_id, metric, city, feed, domain, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (device_id, metric) DO UPDATE SET unit = excluded.unit
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                r.device_id,
+                r.metric,
+                r.city.as_str(),
+                r.feed.as_str(),
+                r.domain.as_str(),
+                r.unit
+            ],
+            |row| row.get(0),
+        )?;
+    cache
+        .entry(r.device_id.clone())
+        .or_default()
+        .insert(r.metric, id);
+    Ok(id)
+}
+
+/// Learn a device's reporting interval as an EWMA of the gaps between successive observations.
+fn learn_cadence(
+    devices: &mut HashMap<String, DeviceState>,
+    tx: &rusqlite::Transaction<'_>,
+    device_id: &str,
+    observed: i64,
+) -> Result<(), StoreError> {
+    if !devices.contains_key(device_id) {
+        let state = tx
+            .prepare_cached(
+                "SELECT last_observed_at, learned_interval_ms FROM devices WHERE device_id = ?1",
+            )?
+            .query_row([device_id], |row| {
+                Ok(DeviceState {
+                    last_observed: row.get(0)?,
+                    learned_interval: row.get::<_, Option<i64>>(1)?.map(|v| v as f64),
+                })
+            })
+            .optional()?
+            .unwrap_or_default();
+        devices.insert(device_id.to_owned(), state);
+    }
+    let state = devices.get_mut(device_id).expect("inserted above");
+    match state.last_observed {
+        Some(last) if observed > last => {
+            let gap = (observed - last) as f64;
+            state.learned_interval = Some(match state.learned_interval {
+                Some(avg) => 0.8 * avg + 0.2 * gap,
+                None => gap,
+            });
+            state.last_observed = Some(observed);
+        }
+        Some(_) => {}
+        None => state.last_observed = Some(observed),
+    }
+    Ok(())
+}
+
+fn write_latest(
+    tx: &rusqlite::Transaction<'_>,
+    latest: &HashMap<i64, (i64, f64, i64)>,
+) -> Result<(), StoreError> {
+    let mut update = tx.prepare_cached(
+        "UPDATE series SET last_observed_at = ?2, last_value = ?3, last_status = ?4
+         WHERE id = ?1 AND (last_observed_at IS NULL OR last_observed_at <= ?2)",
+    )?;
+    for (sid, (observed, value, status)) in latest {
+        update.execute(params![sid, observed, value, status])?;
+    }
+    Ok(())
+}
+
+fn write_devices(
+    tx: &rusqlite::Transaction<'_>,
+    touched: &HashMap<&str, DeviceTouch<'_>>,
+    states: &HashMap<String, DeviceState>,
+) -> Result<(), StoreError> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO devices (device_id, city, feed, domain, lat, lon, first_seen, last_seen,
+                              last_observed_at, last_status, learned_interval_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)
+         ON CONFLICT (device_id) DO UPDATE SET
+           feed = COALESCE(devices.feed, excluded.feed),
+           lat = COALESCE(devices.lat, excluded.lat),
+           lon = CASE WHEN devices.lat IS NULL THEN excluded.lon ELSE devices.lon END,
+           first_seen = COALESCE(devices.first_seen, excluded.first_seen),
+           last_seen = MAX(COALESCE(devices.last_seen, 0), excluded.last_seen),
+           last_status = CASE WHEN excluded.last_observed_at >= COALESCE(devices.last_observed_at, 0)
+                              THEN excluded.last_status ELSE devices.last_status END,
+           last_observed_at = MAX(COALESCE(devices.last_observed_at, 0), excluded.last_observed_at),
+           learned_interval_ms = excluded.learned_interval_ms",
+    )?;
+    for (device, t) in touched {
+        let r = t.reading;
+        let (lat, lon) = r.location.as_ref().map(|l| (l.lat, l.lon)).unzip();
+        let learned = states
+            .get(*device)
+            .and_then(|s| s.learned_interval)
+            .map(|v| v.round() as i64);
+        let last_observed = states
+            .get(*device)
+            .and_then(|s| s.last_observed)
+            .unwrap_or(t.observed_at);
+        upsert.execute(params![
+            device,
+            r.city.as_str(),
+            r.feed.as_str(),
+            r.domain.as_str(),
+            lat,
+            lon,
+            t.received_at,
+            last_observed,
+            status_code(r.status),
+            learned,
+        ])?;
+    }
+    Ok(())
+}
+
+fn write_counters(
+    tx: &rusqlite::Transaction<'_>,
+    feeds: &HashMap<&str, FeedDelta>,
+) -> Result<(), StoreError> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO feed_counters (feed, received, stored, rejected, duplicate, readings,
+                                    last_message_at, last_stored_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (feed) DO UPDATE SET
+           received = received + excluded.received,
+           stored = stored + excluded.stored,
+           rejected = rejected + excluded.rejected,
+           duplicate = duplicate + excluded.duplicate,
+           readings = readings + excluded.readings,
+           last_message_at = MAX(COALESCE(last_message_at, 0), excluded.last_message_at),
+           last_stored_at = COALESCE(MAX(last_stored_at, excluded.last_stored_at), last_stored_at, excluded.last_stored_at)",
+    )?;
+    for (feed, d) in feeds {
+        upsert.execute(params![
+            feed,
+            d.received,
+            d.stored,
+            d.rejected,
+            d.duplicate,
+            d.readings,
+            d.last_message_at,
+            d.last_stored_at
+        ])?;
+    }
+    Ok(())
+}
+
+/// Load (or refresh) the configured device catalogue.
+pub(super) fn upsert_catalogue(
+    conn: &Connection,
+    devices: &[DeviceConfig],
+) -> Result<(), StoreError> {
+    let mut upsert = conn.prepare(
+        "INSERT INTO devices (device_id, city, domain, name, lat, lon, ward, position_source,
+                              flood_levels, configured_interval_ms, catalogued)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1)
+         ON CONFLICT (device_id) DO UPDATE SET
+           city = excluded.city, domain = excluded.domain, name = excluded.name,
+           lat = excluded.lat, lon = excluded.lon, ward = excluded.ward,
+           position_source = excluded.position_source, flood_levels = excluded.flood_levels,
+           configured_interval_ms = excluded.configured_interval_ms, catalogued = 1",
+    )?;
+    for d in devices {
+        let levels = serde_json::to_string(&d.flood_levels).unwrap_or_else(|_| "[]".into());
+        upsert.execute(params![
+            d.id,
+            d.city.as_str(),
+            d.domain.as_str(),
+            d.name,
+            d.lat,
+            d.lon,
+            d.ward,
+            d.position_source,
+            levels,
+            d.interval.map(|i| i.as_millis() as i64),
+        ])?;
+    }
+    Ok(())
+}
