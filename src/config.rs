@@ -96,6 +96,7 @@ impl<'de> Deserialize<'de> for Secret {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub api: ApiConfig,
     pub store: StoreConfig,
@@ -105,21 +106,6 @@ pub struct Config {
     pub log: LogConfig,
     pub feeds: Vec<FeedConfig>,
     pub devices: Vec<DeviceConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            api: ApiConfig::default(),
-            store: StoreConfig::default(),
-            ingest: IngestConfig::default(),
-            broker: EmbeddedBrokerConfig::default(),
-            simulator: SimulatorConfig::default(),
-            log: LogConfig::default(),
-            feeds: Vec::new(),
-            devices: Vec::new(),
-        }
-    }
 }
 
 /// HTTP API.
@@ -607,10 +593,10 @@ impl Config {
         if self.simulator.enabled && self.simulator.interval.is_zero() {
             problem("simulator.interval".into(), "must be positive".into());
         }
-        if self.simulator.enabled {
-            if let Err(e) = parse_broker_url(&self.simulator.broker) {
-                problem("simulator.broker".into(), e);
-            }
+        if self.simulator.enabled
+            && let Err(e) = parse_broker_url(&self.simulator.broker)
+        {
+            problem("simulator.broker".into(), e);
         }
         let mut names = HashSet::new();
         let mut client_ids = HashSet::new();
@@ -713,13 +699,14 @@ fn validate_mapping(m: &JsonMapping, at: &str, problem: &mut impl FnMut(String, 
         ("longitude", &m.longitude),
     ];
     for (key, p) in pointers {
-        if let Some(p) = p {
-            if !p.is_empty() && !p.starts_with('/') {
-                problem(
-                    format!("{at}.{key}"),
-                    format!("{p:?} is not a JSON pointer (must start with '/')"),
-                );
-            }
+        if let Some(p) = p
+            && !p.is_empty()
+            && !p.starts_with('/')
+        {
+            problem(
+                format!("{at}.{key}"),
+                format!("{p:?} is not a JSON pointer (must start with '/')"),
+            );
         }
     }
     if m.device_id.is_none() && m.device_id_topic_level.is_none() {

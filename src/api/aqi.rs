@@ -76,20 +76,20 @@ pub async fn aqi(
         device_id: p.station.clone(),
     };
     let stations = state.store.devices(&filter).await?;
-    if let Some(id) = &p.station {
-        if stations.is_empty() {
-            let all = state
-                .store
-                .devices(&DeviceFilter {
-                    device_id: Some(id.clone()),
-                    ..filter
-                })
-                .await?;
-            return Err(match all.first() {
-                Some(_) => ApiError::bad(format!("{id} is not an air-quality station")),
-                None => ApiError::NotFound(format!("no station {id:?}")),
-            });
-        }
+    if let Some(id) = &p.station
+        && stations.is_empty()
+    {
+        let all = state
+            .store
+            .devices(&DeviceFilter {
+                device_id: Some(id.clone()),
+                ..filter
+            })
+            .await?;
+        return Err(match all.first() {
+            Some(_) => ApiError::bad(format!("{id} is not an air-quality station")),
+            None => ApiError::NotFound(format!("no station {id:?}")),
+        });
     }
     let day_start = date
         .to_zoned(tz)

@@ -90,22 +90,22 @@ pub async fn rejects(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<RejectParams>,
 ) -> ApiResult<Value> {
-    if let Some(feed) = &p.feed {
-        if !state.config.feeds.iter().any(|f| &f.name == feed) {
-            let names: Vec<_> = state.config.feeds.iter().map(|f| f.name.as_str()).collect();
-            return Err(ApiError::bad(format!(
-                "unknown feed {feed:?}; feeds: {}",
-                names.join(", ")
-            )));
-        }
+    if let Some(feed) = &p.feed
+        && !state.config.feeds.iter().any(|f| &f.name == feed)
+    {
+        let names: Vec<_> = state.config.feeds.iter().map(|f| f.name.as_str()).collect();
+        return Err(ApiError::bad(format!(
+            "unknown feed {feed:?}; feeds: {}",
+            names.join(", ")
+        )));
     }
-    if let Some(reason) = &p.reason {
-        if !REJECT_REASONS.contains(&reason.as_str()) {
-            return Err(ApiError::bad(format!(
-                "unknown reason {reason:?}; reasons: {}",
-                REJECT_REASONS.join(", ")
-            )));
-        }
+    if let Some(reason) = &p.reason
+        && !REJECT_REASONS.contains(&reason.as_str())
+    {
+        return Err(ApiError::bad(format!(
+            "unknown reason {reason:?}; reasons: {}",
+            REJECT_REASONS.join(", ")
+        )));
     }
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

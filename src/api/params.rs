@@ -18,15 +18,15 @@ pub fn parse_time(name: &str, s: &str) -> Result<Timestamp, ApiError> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
-    if let Ok(dt) = s.parse::<civil::DateTime>() {
-        if let Ok(z) = dt.to_zoned(local_tz()) {
-            return Ok(z.timestamp());
-        }
+    if let Ok(dt) = s.parse::<civil::DateTime>()
+        && let Ok(z) = dt.to_zoned(local_tz())
+    {
+        return Ok(z.timestamp());
     }
-    if let Ok(d) = s.parse::<civil::Date>() {
-        if let Ok(z) = d.to_zoned(local_tz()) {
-            return Ok(z.timestamp());
-        }
+    if let Ok(d) = s.parse::<civil::Date>()
+        && let Ok(z) = d.to_zoned(local_tz())
+    {
+        return Ok(z.timestamp());
     }
     Err(ApiError::bad(format!(
         "{name}={s:?} is not a time: use RFC 3339 (2026-11-22T08:00:00+07:00), a local time (2026-11-22T08:00) or a date (2026-11-22)"

@@ -123,7 +123,7 @@ fn client(feed: &FeedConfig) -> Result<(Client, EventLoop), SourceError> {
                 o.set_credentials(user.clone(), password.unwrap_or_default());
             }
             let (c, e) = rumqttc::AsyncClient::new(o, REQUESTS);
-            (Client::V4(c), EventLoop::V4(e))
+            (Client::V4(c), EventLoop::V4(Box::new(e)))
         }
         MqttProtocol::V5 => {
             let mut o = rumqttc::v5::MqttOptions::new(feed.client_id(), addr.host, addr.port);
@@ -138,7 +138,7 @@ fn client(feed: &FeedConfig) -> Result<(Client, EventLoop), SourceError> {
                 o.set_credentials(user.clone(), password.unwrap_or_default());
             }
             let (c, e) = rumqttc::v5::AsyncClient::new(o, REQUESTS);
-            (Client::V5(c), EventLoop::V5(e))
+            (Client::V5(c), EventLoop::V5(Box::new(e)))
         }
     })
 }

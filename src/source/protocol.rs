@@ -13,8 +13,8 @@ pub enum Client {
 
 /// The event loop half, owned by the poll task.
 pub enum EventLoop {
-    V4(rumqttc::EventLoop),
-    V5(rumqttc::v5::EventLoop),
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -30,7 +30,7 @@ impl std::fmt::Debug for EventLoop {
 #[derive(Debug, Clone)]
 pub enum PacketRef {
     V4(rumqttc::Publish),
-    V5(p5::Publish),
+    V5(Box<p5::Publish>),
 }
 
 /// The events the connection logic cares about.
@@ -90,12 +90,12 @@ impl EventLoop {
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),
                         payload: p.payload.clone(),
                         dup: p.dup,
-                        packet: PacketRef::V5(p5::Publish {
+                        packet: PacketRef::V5(Box::new(p5::Publish {
                             payload: Bytes::new(),
                             topic: Bytes::new(),
                             properties: None,
                             ..p
-                        }),
+                        })),
                     },
                     Event::Incoming(Packet::ConnAck(a)) => Polled::ConnAck {
                         session_present: a.session_present,
