@@ -49,13 +49,15 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
                 error!(error = %e, "Embedded MQTT broker stopped.");
             }
         })?;
-    // Wait until the listener is up so the first connections do not fail.
+    // Wait until the listener is up so the first connections do not fail. The port was free
+    // above, so once it can no longer be bound the broker holds it (no probe connection, which
+    // rumqttd would log as a failed client).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_err() {
+    while std::net::TcpListener::bind(listen).is_ok() {
         if std::time::Instant::now() > deadline {
             anyhow::bail!("embedded MQTT broker did not start listening on {listen}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     info!(%listen, "Embedded MQTT broker listening.");
     Ok(())
