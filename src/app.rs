@@ -14,6 +14,7 @@ use crate::{
     broker,
     config::Config,
     decode::Decoder,
+    influx::{self, ForwardStats},
     model::FeedId,
     normalise::Normaliser,
     pipeline::{self, FeedLink},
@@ -97,6 +98,16 @@ impl App {
             .spawn(move || pipeline::run_commits(writer, store_rx, links, batch_max, |_| {}))?;
 
         let mut background = vec![tokio::spawn(tick_stats(feeds.clone(), intake.clone()))];
+        let forward_stats = Arc::new(ForwardStats::default());
+        if config.influx.enabled {
+            background.push(tokio::spawn(influx::run(
+                config.influx.clone(),
+                store.clone(),
+                Arc::clone(&forward_stats),
+                feeds.clone(),
+                intake.clone(),
+            )));
+        }
         if config.simulator.enabled {
             let sim = config.simulator.clone();
             let devices = config.devices.clone();
@@ -113,6 +124,7 @@ impl App {
             Arc::clone(&config),
             store.clone(),
             feeds.clone(),
+            forward_stats,
             metrics,
             intake.clone(),
         );
@@ -170,8 +182,14 @@ impl App {
         if drained.is_err() {
             warn!(deadline = ?DRAIN_DEADLINE, "Drain deadline passed; unacknowledged messages stay with the broker and will be redelivered.");
         }
-        for task in self.background.drain(..) {
-            task.abort();
+        // The forwarder and simulator stop on the intake token; give them a moment, then go.
+        for mut task in self.background.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
         self.api_stop.cancel();
         let _ = self.api_task.await;

@@ -103,6 +103,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub broker: EmbeddedBrokerConfig,
     pub simulator: SimulatorConfig,
+    pub influx: InfluxConfig,
     pub log: LogConfig,
     pub feeds: Vec<FeedConfig>,
     pub devices: Vec<DeviceConfig>,
@@ -251,6 +252,46 @@ impl Default for SimulatorConfig {
             backfill: Duration::from_secs(0),
             malformed_ratio: 0.01,
             seed: 2026,
+        }
+    }
+}
+
+/// Forwarding of stored readings to InfluxDB 2 (`/api/v2/write`), from the store's log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxConfig {
+    pub enabled: bool,
+    /// Base URL, e.g. `http://influxdb:8086`.
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    /// API token: a literal, `env:VAR` or `file:/path`. Required when enabled; never logged.
+    pub token: Option<Secret>,
+    /// Most readings per write request.
+    pub batch_size: usize,
+    /// How long a partial batch may wait before it is written.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// A write taking longer than this counts as failed and is retried.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Cap of the exponential retry backoff while InfluxDB is down.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+impl Default for InfluxConfig {
+    fn default() -> Self {
+        InfluxConfig {
+            enabled: false,
+            url: "http://127.0.0.1:8086".into(),
+            org: "thai-nguyen-ioc".into(),
+            bucket: "ioc".into(),
+            token: None,
+            batch_size: 5_000,
+            flush_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
+            retry_max: Duration::from_secs(30),
         }
     }
 }
@@ -531,6 +572,7 @@ impl Config {
             ingest: section(top.remove("ingest"), "ingest", &mut problems),
             broker: section(top.remove("broker"), "broker", &mut problems),
             simulator: section(top.remove("simulator"), "simulator", &mut problems),
+            influx: section(top.remove("influx"), "influx", &mut problems),
             log: section(top.remove("log"), "log", &mut problems),
             feeds,
             devices,
@@ -597,6 +639,30 @@ impl Config {
             && let Err(e) = parse_broker_url(&self.simulator.broker)
         {
             problem("simulator.broker".into(), e);
+        }
+        if self.influx.enabled {
+            if self.influx.token.is_none() {
+                problem(
+                    "influx.token".into(),
+                    "required when influx.enabled = true".into(),
+                );
+            }
+            match url::Url::parse(&self.influx.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => problem(
+                    "influx.url".into(),
+                    format!("{:?} is not an http(s) URL", self.influx.url),
+                ),
+            }
+            if self.influx.org.is_empty() {
+                problem("influx.org".into(), "must not be empty".into());
+            }
+            if self.influx.bucket.is_empty() {
+                problem("influx.bucket".into(), "must not be empty".into());
+            }
+        }
+        if self.influx.batch_size == 0 {
+            problem("influx.batch_size".into(), "must be at least 1".into());
         }
         let mut names = HashSet::new();
         let mut client_ids = HashSet::new();

@@ -12,7 +12,8 @@
 //!  pipeline  ── per-feed task: decode + normalise → store queue
 //!    │
 //!  store     ── embedded SQLite: the durability point; the ack follows the commit
-//!    │            └─▶ acks back to the source, in receive order
+//!    │            ├─▶ acks back to the source, in receive order
+//!    │            └─▶ influx forwarder (reads the log by a persisted cursor → InfluxDB 2)
 //!  api       ── axum: summaries, VN_AQI, rejects, feed health, metrics, health
 //! ```
 //!
@@ -26,6 +27,7 @@
 //! - [`normalise`]: observations → canonical readings; metric catalogue and units.
 //! - [`pipeline`]: wiring of one message's path from source to store and back to the ack.
 //! - [`store`]: the embedded store and its queries.
+//! - [`influx`]: forwarding of the store's log to InfluxDB 2 by a persisted cursor.
 //! - [`aqi`]: VN_AQI (Decision 1459/QĐ-TCMT).
 //! - [`stats`]: per-feed counters and health.
 //! - [`api`]: the HTTP API.
@@ -43,6 +45,7 @@ pub mod decode;
 pub mod normalise;
 pub mod pipeline;
 
+pub mod influx;
 pub mod store;
 
 pub mod aqi;

@@ -271,4 +271,5 @@ pub const REJECT_REASONS: &[&str] = &[
     "expired_timestamp",
     "invalid_location",
     "unknown_status",
+    "influx_rejected",
 ];

@@ -73,7 +73,11 @@ pub async fn feeds(State(state): State<ApiState>) -> ApiResult<Value> {
             })
         })
         .collect();
-    Ok(Json(json!({ "generated_at": now, "feeds": feeds })))
+    Ok(Json(json!({
+        "generated_at": now,
+        "feeds": feeds,
+        "influx": state.influx.snapshot(),
+    })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
-use crate::{config::Config, stats::FeedStats, store::Store};
+use crate::{config::Config, influx::ForwardStats, stats::FeedStats, store::Store};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     pub store: Store,
     pub feeds: Arc<[Arc<FeedStats>]>,
+    /// The InfluxDB forwarder's state (disabled when not configured).
+    pub influx: Arc<ForwardStats>,
     pub metrics: PrometheusHandle,
     /// Cancelled when the service starts draining: `/readyz` turns 503.
     pub draining: CancellationToken,
@@ -39,6 +41,7 @@ impl ApiState {
         config: Arc<Config>,
         store: Store,
         feeds: Vec<Arc<FeedStats>>,
+        influx: Arc<ForwardStats>,
         metrics: PrometheusHandle,
         draining: CancellationToken,
     ) -> ApiState {
@@ -46,6 +49,7 @@ impl ApiState {
             config,
             store,
             feeds: feeds.into(),
+            influx,
             metrics,
             draining,
         }

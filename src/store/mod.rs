@@ -49,6 +49,9 @@ struct Inner {
     config: StoreConfig,
     /// Idle read connections; a query takes one and puts it back.
     readers: Mutex<Vec<Connection>>,
+    /// A second write connection for rare side writes (log cursors, points a downstream store
+    /// refused), opened on first use; SQLite serialises it with the commit thread's.
+    side: Mutex<Option<Connection>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -77,6 +80,7 @@ impl Store {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 readers: Mutex::new(readers),
+                side: Mutex::new(None),
             }),
         })
     }
@@ -89,6 +93,69 @@ impl Store {
             false,
         )?;
         StoreWriter::new(conn, &self.inner.config)
+    }
+
+    /// Run a write on the side connection, off the async runtime.
+    async fn side_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut side = inner.side.lock().unwrap_or_else(|e| e.into_inner());
+            if side.is_none() {
+                *side = Some(open_connection(
+                    &inner.config.path,
+                    inner.config.synchronous,
+                    false,
+                )?);
+            }
+            f(side.as_ref().expect("opened above"))
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
+    /// Persist a log reader's position.
+    pub async fn set_cursor(&self, name: &str, position: i64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.side_write(move |conn| writer::set_cursor(conn, &name, position))
+            .await
+    }
+
+    /// Quarantine something a downstream store refused (e.g. a line InfluxDB rejected), with
+    /// the reason it gave, so it is visible in `/api/v1/rejects` and never silently dropped.
+    pub async fn quarantine(
+        &self,
+        feed: &str,
+        topic: &str,
+        reason: &'static str,
+        detail: String,
+        payload: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (feed, topic) = (feed.to_owned(), topic.to_owned());
+        self.side_write(move |conn| {
+            use sha2::{Digest, Sha256};
+            let sha = hex::encode(Sha256::digest(&payload));
+            conn.execute(
+                "INSERT INTO rejects (feed, topic, received_at, reason, detail, payload, payload_size,
+                                      payload_sha256, truncated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+                rusqlite::params![
+                    feed,
+                    topic,
+                    jiff::Timestamp::now().as_millisecond(),
+                    reason,
+                    detail,
+                    payload,
+                    payload.len() as i64,
+                    sha
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// Run a read-only query on a pooled connection, off the async runtime.

@@ -152,6 +152,8 @@ pub struct LogEntry {
     pub value: f64,
     pub observed_at: Timestamp,
     pub status: Status,
+    /// The device's ward, when the catalogue knows it.
+    pub ward: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -392,8 +394,9 @@ impl Store {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT r.id, s.city, s.feed, s.device_id, s.domain, s.metric, s.unit, r.value,
-                        r.observed_at, r.status
+                        r.observed_at, r.status, d.ward
                  FROM readings r JOIN series s ON s.id = r.series_id
+                 LEFT JOIN devices d ON d.device_id = s.device_id
                  WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
             )?;
             let rows = stmt.query_map(rusqlite::params![after_id, limit], |row| {
@@ -408,9 +411,26 @@ impl Store {
                     value: row.get(7)?,
                     observed_at: ts(row.get(8)?),
                     status: status_from_code(row.get(9)?),
+                    ward: row.get(10)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// When the reading after log position `after_id` was received (for forwarding lag).
+    pub async fn received_after(&self, after_id: i64) -> Result<Option<Timestamp>, StoreError> {
+        self.read(move |conn| {
+            use rusqlite::OptionalExtension;
+            Ok(conn
+                .query_row(
+                    "SELECT received_at FROM readings WHERE id > ?1 ORDER BY id LIMIT 1",
+                    [after_id],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map(ts))
         })
         .await
     }

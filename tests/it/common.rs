@@ -273,3 +273,100 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// A real VictoriaMetrics (it implements InfluxDB's `/api/v2/write`) on a free loopback port.
+/// Dedup at 1 ms makes a replayed point overwrite, as InfluxDB does.
+pub struct VictoriaMetrics {
+    pub port: u16,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl VictoriaMetrics {
+    pub async fn start() -> Option<VictoriaMetrics> {
+        let binary = require_binary("victoria-metrics", "victoria-metrics")?;
+        let mut vm = VictoriaMetrics {
+            port: free_port(),
+            binary,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        vm.restart().await;
+        Some(vm)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Start (again) on the same port and data directory.
+    pub async fn restart(&mut self) {
+        let child = Command::new(&self.binary)
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg(format!("-storageDataPath={}", self.dir.path().display()))
+            .arg("-dedup.minScrapeInterval=1ms")
+            .arg("-retentionPeriod=100y")
+            .arg("-loggerLevel=ERROR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting victoria-metrics");
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let url = format!("{}/health", self.url());
+        wait_for(
+            "victoria-metrics ready",
+            Duration::from_secs(20),
+            || async { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) },
+        )
+        .await;
+    }
+
+    /// Stop it as a service restart does (SIGTERM: it persists its buffers, as a real InfluxDB
+    /// has them in its WAL already).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every series whose name matches `regex`, after a flush: (name, labels, values, times).
+    pub async fn export(&self, regex: &str) -> Vec<Value> {
+        let http = reqwest::Client::new();
+        http.get(format!("{}/internal/force_flush", self.url()))
+            .send()
+            .await
+            .unwrap();
+        let text = http
+            .post(format!("{}/api/v1/export", self.url()))
+            .form(&[
+                ("match[]", format!("{{__name__=~\"{regex}\"}}")),
+                ("start", "0".into()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -351,3 +351,52 @@ async fn a_flood_of_malformed_messages_on_one_feed_does_not_hold_back_another() 
     assert_eq!(r["rejects"][0]["reason"], "malformed_json");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt5_feed_keeps_its_session_while_the_aggregator_is_away() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), mosquitto.port, false);
+    for feed in &mut config.feeds {
+        feed.protocol = ioc_aggregator::config::MqttProtocol::V5;
+    }
+    let base = Timestamp::now() - 2.hours();
+    let app = TestApp::start(config.clone(), mosquitto.port, None).await;
+    publish_all(
+        mosquitto.port,
+        (0..300).map(|i| message(SC, i, base)).collect(),
+    )
+    .await;
+    wait_for("first batch stored", Duration::from_secs(60), || async {
+        counters(&app.get("/api/v1/feeds").await, "song-cong", "all_time")["stored"] == 300
+    })
+    .await;
+    app.stop().await;
+
+    // Published while no aggregator is connected: the broker keeps them in the v5 session.
+    publish_all(
+        mosquitto.port,
+        (300..600).map(|i| message(SC, i, base)).collect(),
+    )
+    .await;
+    let app = TestApp::start(config, mosquitto.port, None).await;
+    wait_for(
+        "offline messages delivered",
+        Duration::from_secs(60),
+        || async {
+            counters(&app.get("/api/v1/feeds").await, "song-cong", "all_time")["stored"] == 600
+        },
+    )
+    .await;
+    let feeds = app.get("/api/v1/feeds").await;
+    let sc = feeds["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["feed"] == "song-cong")
+        .unwrap();
+    assert_eq!(sc["since_start"]["sessions_lost"], 0, "{sc}");
+    app.stop().await;
+}

@@ -2,6 +2,9 @@
 //! path: MQTT over TCP to a real broker, the real store, the HTTP API.
 
 mod api;
+mod cli;
 mod common;
 mod delivery;
+mod influx;
 mod ingest;
+mod ops_page;

@@ -1,0 +1,371 @@
+//! The InfluxDB forwarder: reads the store's reading log from a persisted cursor and writes it
+//! to InfluxDB 2 through the `influxdb2` crate. At-least-once from the store — the cursor moves
+//! only after InfluxDB acknowledged a batch — and idempotent on the InfluxDB side (a replayed
+//! point has the same measurement, tags and time, so it overwrites), so replays never duplicate.
+//!
+//! While InfluxDB is down or slow the forwarder retries with capped, jittered exponential
+//! backoff and ingest goes on: the backlog stays in the store on disk, and memory holds one
+//! batch. A 413 splits the batch; a 400/422 bisects it to find the lines InfluxDB refuses,
+//! which are quarantined (with the server's message) in `/api/v1/rejects`, and the rest is
+//! written. `Retry-After` cannot be honoured: `influxdb2`'s errors carry status and body but no
+//! headers, so 429/503 use the same capped backoff.
+
+pub mod line;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use influxdb2::{RequestError, api::write::TimestampPrecision};
+use jiff::Timestamp;
+use metrics::{counter, gauge};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    config::InfluxConfig,
+    stats::FeedStats,
+    store::{LogEntry, Store},
+};
+
+/// Name of the forwarder's cursor in the store.
+pub const CURSOR: &str = "influx";
+/// How often the pipeline's own health is written (measurement `ioc_pipeline`).
+const HEALTH_EVERY: Duration = Duration::from_secs(10);
+
+/// Live state of the forwarder, for `/api/v1/feeds` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    enabled: std::sync::atomic::AtomicBool,
+    cursor: AtomicI64,
+    backlog: AtomicI64,
+    lag_ms: AtomicI64,
+    points: AtomicU64,
+    readings: AtomicU64,
+    retries: AtomicU64,
+    rejected: AtomicU64,
+    last_write_ms: AtomicI64,
+    last_error: Mutex<Option<(Timestamp, String)>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForwardSnapshot {
+    pub enabled: bool,
+    /// Log position forwarded so far.
+    pub cursor: i64,
+    /// Readings stored but not yet acknowledged by InfluxDB.
+    pub backlog: i64,
+    /// Age of the oldest reading not yet forwarded, in seconds.
+    pub lag_seconds: f64,
+    pub points_written: u64,
+    pub readings_written: u64,
+    pub retries: u64,
+    /// Lines InfluxDB refused as bad data (quarantined).
+    pub rejected_lines: u64,
+    pub last_write_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Timestamp>,
+}
+
+impl ForwardStats {
+    pub fn snapshot(&self) -> ForwardSnapshot {
+        let error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let last = self.last_write_ms.load(Relaxed);
+        ForwardSnapshot {
+            enabled: self.enabled.load(Relaxed),
+            cursor: self.cursor.load(Relaxed),
+            backlog: self.backlog.load(Relaxed),
+            lag_seconds: self.lag_ms.load(Relaxed) as f64 / 1000.0,
+            points_written: self.points.load(Relaxed),
+            readings_written: self.readings.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            rejected_lines: self.rejected.load(Relaxed),
+            last_write_at: (last != 0)
+                .then(|| Timestamp::from_millisecond(last).ok())
+                .flatten(),
+            last_error: error.as_ref().map(|(_, m)| m.clone()),
+            last_error_at: error.map(|(t, _)| t),
+        }
+    }
+
+    fn error(&self, message: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Timestamp::now(), message));
+    }
+}
+
+/// How a write attempt ended.
+enum Attempt {
+    Written,
+    /// Worth retrying later (network, timeout, 5xx, 429, 408, auth while fixed).
+    Retry(String),
+    TooLarge,
+    BadData(String),
+}
+
+struct Forwarder {
+    client: influxdb2::Client,
+    config: InfluxConfig,
+    store: Store,
+    stats: Arc<ForwardStats>,
+    cancel: CancellationToken,
+}
+
+/// Run until `cancel`; returns after the batch in flight is written (or abandoned to a later
+/// replay — the cursor only moves after an acknowledged write).
+pub async fn run(
+    config: InfluxConfig,
+    store: Store,
+    stats: Arc<ForwardStats>,
+    feeds: Vec<Arc<FeedStats>>,
+    cancel: CancellationToken,
+) {
+    let token = config
+        .token
+        .as_ref()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default();
+    let client = influxdb2::Client::new(config.url.clone(), config.org.clone(), token);
+    stats.enabled.store(true, Relaxed);
+    let f = Forwarder {
+        client,
+        config,
+        store,
+        stats,
+        cancel,
+    };
+    info!(url = %f.config.url, bucket = %f.config.bucket, "Forwarding readings to InfluxDB.");
+    f.run(feeds).await;
+}
+
+impl Forwarder {
+    async fn run(&self, feeds: Vec<Arc<FeedStats>>) {
+        let mut cursor = match self.store.cursor(CURSOR).await {
+            Ok(c) => c.unwrap_or(0),
+            Err(e) => {
+                error!(error = %e, "Cannot read the InfluxDB cursor; forwarding disabled.");
+                return;
+            }
+        };
+        let mut last_health = std::time::Instant::now();
+        while !self.cancel.is_cancelled() {
+            self.observe(cursor).await;
+            if last_health.elapsed() >= HEALTH_EVERY {
+                last_health = std::time::Instant::now();
+                self.write_health(&feeds).await;
+            }
+            let batch = match self
+                .store
+                .read_log(cursor, self.config.batch_size as u32)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "Reading the store log failed; retrying.");
+                    self.pause(self.config.flush_interval).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                self.pause(self.config.flush_interval).await;
+                continue;
+            }
+            let Some(last) = batch.last().map(|e| e.id) else {
+                continue;
+            };
+            if !self.forward(&batch).await {
+                break; // cancelled while retrying: the cursor stays, the batch is replayed later
+            }
+            if let Err(e) = self.store.set_cursor(CURSOR, last).await {
+                warn!(error = %e, "Persisting the InfluxDB cursor failed; the batch may be replayed (harmless).");
+            }
+            cursor = last;
+            self.stats.cursor.store(cursor, Relaxed);
+            // A partial batch means we are caught up: let the next one fill for a flush interval.
+            if batch.len() < self.config.batch_size {
+                self.pause(self.config.flush_interval).await;
+            }
+        }
+        self.observe(cursor).await;
+    }
+
+    /// Backlog and lag, for the API and metrics.
+    async fn observe(&self, cursor: i64) {
+        self.stats.cursor.store(cursor, Relaxed);
+        if let Ok(stats) = self.store.stats().await {
+            let backlog = (stats.max_log_id - cursor).max(0);
+            self.stats.backlog.store(backlog, Relaxed);
+            gauge!("ioc_influx_backlog_readings").set(backlog as f64);
+        }
+        let lag = match self.store.received_after(cursor).await {
+            Ok(Some(t)) => (Timestamp::now().as_millisecond() - t.as_millisecond()).max(0),
+            _ => 0,
+        };
+        self.stats.lag_ms.store(lag, Relaxed);
+        gauge!("ioc_influx_lag_seconds").set(lag as f64 / 1000.0);
+    }
+
+    async fn pause(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.cancel.cancelled() => {}
+        }
+    }
+
+    /// Write every entry of `batch` (or quarantine what InfluxDB refuses). False if cancelled.
+    async fn forward(&self, batch: &[LogEntry]) -> bool {
+        let lines: Vec<String> = line::encode(batch).into_iter().map(|(l, _)| l).collect();
+        let mut stack: Vec<&[String]> = vec![&lines];
+        while let Some(chunk) = stack.pop() {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match self.attempt(chunk).await {
+                    Attempt::Written => {
+                        self.stats.points.fetch_add(chunk.len() as u64, Relaxed);
+                        counter!("ioc_influx_points_written_total").increment(chunk.len() as u64);
+                        break;
+                    }
+                    Attempt::TooLarge if chunk.len() > 1 => {
+                        let (a, b) = chunk.split_at(chunk.len() / 2);
+                        stack.push(b);
+                        stack.push(a);
+                        break;
+                    }
+                    Attempt::BadData(_) if chunk.len() > 1 => {
+                        let (a, b) = chunk.split_at(chunk.len() / 2);
+                        stack.push(b);
+                        stack.push(a);
+                        break;
+                    }
+                    Attempt::BadData(message) => {
+                        self.reject(&chunk[0], batch, message).await;
+                        break;
+                    }
+                    Attempt::TooLarge => {
+                        self.reject(
+                            &chunk[0],
+                            batch,
+                            "413: a single line is larger than the server accepts".into(),
+                        )
+                        .await;
+                        break;
+                    }
+                    Attempt::Retry(message) => {
+                        self.stats.retries.fetch_add(1, Relaxed);
+                        counter!("ioc_influx_retries_total").increment(1);
+                        warn!(error = %message, retry_in = ?delay, "InfluxDB write failed; the backlog stays in the store.");
+                        self.stats.error(message);
+                        // Keep backlog and lag current while InfluxDB is away.
+                        self.observe(self.stats.cursor.load(Relaxed)).await;
+                        if self.cancel.is_cancelled() {
+                            return false;
+                        }
+                        let jittered = delay.mul_f64(0.5 + rand::random::<f64>());
+                        self.pause(jittered).await;
+                        if self.cancel.is_cancelled() {
+                            return false;
+                        }
+                        delay = (delay * 2).min(self.config.retry_max);
+                    }
+                }
+            }
+        }
+        self.stats.readings.fetch_add(batch.len() as u64, Relaxed);
+        self.stats
+            .last_write_ms
+            .store(Timestamp::now().as_millisecond(), Relaxed);
+        true
+    }
+
+    async fn attempt(&self, lines: &[String]) -> Attempt {
+        let body = Bytes::from(lines.join("\n"));
+        let write = self.client.write_line_protocol_with_precision(
+            &self.config.org,
+            &self.config.bucket,
+            body,
+            TimestampPrecision::Milliseconds,
+        );
+        match tokio::time::timeout(self.config.request_timeout, write).await {
+            Err(_) => Attempt::Retry(format!(
+                "write timed out after {:?}",
+                self.config.request_timeout
+            )),
+            Ok(Ok(())) => Attempt::Written,
+            Ok(Err(RequestError::Http { status, text })) => match status.as_u16() {
+                413 => Attempt::TooLarge,
+                400 | 422 => Attempt::BadData(format!("{status}: {text}")),
+                401 | 403 | 404 => {
+                    // Not the data's fault: the token, org or bucket is wrong. Keep the backlog
+                    // and retry until an operator fixes it.
+                    error!(%status, body = %text, "InfluxDB refuses our credentials or bucket; check [influx].");
+                    Attempt::Retry(format!("{status}: {text}"))
+                }
+                _ => Attempt::Retry(format!("{status}: {text}")),
+            },
+            Ok(Err(e)) => Attempt::Retry(e.to_string()),
+        }
+    }
+
+    /// Quarantine a line InfluxDB refused, naming the readings it carried.
+    async fn reject(&self, line: &str, batch: &[LogEntry], message: String) {
+        self.stats.rejected.fetch_add(1, Relaxed);
+        counter!("ioc_influx_rejected_lines_total").increment(1);
+        let feed = batch.first().map(|e| e.feed.as_str()).unwrap_or("influx");
+        warn!(%message, line, "InfluxDB refused a line; quarantined.");
+        if let Err(e) = self
+            .store
+            .quarantine(
+                feed,
+                "influx:/api/v2/write",
+                "influx_rejected",
+                message,
+                line.as_bytes().to_vec(),
+            )
+            .await
+        {
+            error!(error = %e, "Could not quarantine a refused line.");
+        }
+    }
+
+    /// The pipeline's own health as a point per feed (measurement `ioc_pipeline`), so Grafana
+    /// shows it beside the data.
+    async fn write_health(&self, feeds: &[Arc<FeedStats>]) {
+        let Ok(totals) = self.store.feed_counters().await else {
+            return;
+        };
+        let now = Timestamp::now().as_millisecond();
+        let f = self.stats.snapshot();
+        let mut lines = Vec::new();
+        for feed in feeds {
+            let live = feed.snapshot();
+            let t = totals.iter().find(|t| t.feed == live.feed);
+            let mut l = String::from("ioc_pipeline,feed=");
+            line::escape_key(&live.feed, &mut l);
+            l.push_str(&format!(
+                " connected={},received={},stored={},rejected={},duplicate={},rate_per_s={},influx_backlog={},influx_lag_seconds={} {now}",
+                u8::from(live.connected),
+                t.map_or(0, |t| t.received),
+                t.map_or(0, |t| t.stored),
+                t.map_or(0, |t| t.rejected),
+                t.map_or(0, |t| t.duplicate),
+                live.rate_per_s,
+                f.backlog,
+                f.lag_seconds,
+            ));
+            lines.push(l);
+        }
+        if let Attempt::Retry(e) | Attempt::BadData(e) = self.attempt(&lines).await {
+            debug!(error = %e, "Writing pipeline health failed (will retry next time).");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The binary's commands, run as a user would.
+
+use std::process::Command;
+
+fn aggregator() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ioc-aggregator"))
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[api]
+listen = "localhost-ish"
+[ingest]
+max_future_skew = "soon"
+[[feeds]]
+name = "tn"
+city = "ha-noi"
+format = "senml"
+broker = "mqtt://127.0.0.1:1883"
+topics = ["a/#"]
+[[feeds]]
+name = "sc"
+city = "song-cong"
+format = "json"
+broker = "ftp://x"
+topics = ["a/#/b"]
+"#,
+    )
+    .unwrap();
+    let out = aggregator()
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in [
+        "api.listen",
+        "ingest.max_future_skew",
+        "feeds[0].city",
+        "feeds[1].broker",
+        "feeds[1].topics[0]",
+        "feeds[1].mapping",
+    ] {
+        assert!(
+            stderr.contains(&format!("  - {path}: ")),
+            "{path} missing from:\n{stderr}"
+        );
+    }
+    let ok = aggregator().arg("check-config").output().unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("configuration is valid: 3 feed(s)"));
+}
+
+#[test]
+fn try_mapping_prints_the_readings_or_why_the_payload_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    let now = jiff::Timestamp::now();
+    std::fs::write(
+        &good,
+        format!(
+            r#"[{{"bn":"urn:dev:sc:sc-aq-01:","bt":{},"n":"pm25","u":"ug/m3","v":18.5}}]"#,
+            now.as_second() - 60
+        ),
+    )
+    .unwrap();
+    let out = aggregator()
+        .args(["try-mapping", "song-cong"])
+        .arg(&good)
+        .args(["--topic", "sc/senml/sc-aq-01"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let readings: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(readings[0]["metric"], "pm25");
+    assert_eq!(readings[0]["value"], 18.5);
+    assert_eq!(readings[0]["city"], "song-cong");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"station":"TN-AQ-HUNGVUONG","d":[{"tag":"PM25","value":5}]}"#,
+    )
+    .unwrap();
+    let out = aggregator()
+        .args(["try-mapping", "thai-nguyen"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["rejected"]["reason"], "missing_timestamp");
+
+    let out = aggregator()
+        .args(["try-mapping", "nowhere"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no feed named \"nowhere\""));
+}
