@@ -8,6 +8,10 @@
 
 use std::fmt::Write;
 
+/// The tags every data point carries (`ward` only when known). Bounded: no ids of messages,
+/// no free text.
+pub const TAGS: &[&str] = &["city", "device", "feed", "status", "ward"];
+
 use crate::store::LogEntry;
 
 /// Escape a measurement name: commas and spaces.
@@ -57,13 +61,14 @@ pub fn encode(entries: &[LogEntry]) -> Vec<(String, Vec<usize>)> {
     for (i, e) in entries.iter().enumerate() {
         let mut series = String::with_capacity(96);
         escape_measurement(&e.domain, &mut series);
-        for (k, v) in [
-            ("city", Some(e.city.as_str())),
-            ("device", Some(e.device_id.as_str())),
-            ("feed", Some(e.feed.as_str())),
-            ("status", Some(e.status.as_str())),
-            ("ward", e.ward.as_deref()),
-        ] {
+        let values = [
+            Some(e.city.as_str()),
+            Some(e.device_id.as_str()),
+            Some(e.feed.as_str()),
+            Some(e.status.as_str()),
+            e.ward.as_deref(),
+        ];
+        for (k, v) in TAGS.iter().zip(values) {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
                 series.push(',');
                 escape_key(k, &mut series);

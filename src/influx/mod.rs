@@ -38,6 +38,19 @@ use crate::{
 pub const CURSOR: &str = "influx";
 /// How often the pipeline's own health is written (measurement `ioc_pipeline`).
 const HEALTH_EVERY: Duration = Duration::from_secs(10);
+/// Measurement of the pipeline's own health, tagged `feed`.
+pub const PIPELINE_MEASUREMENT: &str = "ioc_pipeline";
+/// Its fields (floats).
+pub const PIPELINE_FIELDS: &[&str] = &[
+    "connected",
+    "received",
+    "stored",
+    "rejected",
+    "duplicate",
+    "rate_per_s",
+    "influx_backlog",
+    "influx_lag_seconds",
+];
 
 /// Live state of the forwarder, for `/api/v1/feeds` and `/metrics`.
 #[derive(Debug, Default)]
@@ -349,19 +362,24 @@ impl Forwarder {
         for feed in feeds {
             let live = feed.snapshot();
             let t = totals.iter().find(|t| t.feed == live.feed);
-            let mut l = String::from("ioc_pipeline,feed=");
-            line::escape_key(&live.feed, &mut l);
-            l.push_str(&format!(
-                " connected={},received={},stored={},rejected={},duplicate={},rate_per_s={},influx_backlog={},influx_lag_seconds={} {now}",
-                u8::from(live.connected),
-                t.map_or(0, |t| t.received),
-                t.map_or(0, |t| t.stored),
-                t.map_or(0, |t| t.rejected),
-                t.map_or(0, |t| t.duplicate),
+            let values = [
+                f64::from(u8::from(live.connected)),
+                t.map_or(0, |t| t.received) as f64,
+                t.map_or(0, |t| t.stored) as f64,
+                t.map_or(0, |t| t.rejected) as f64,
+                t.map_or(0, |t| t.duplicate) as f64,
                 live.rate_per_s,
-                f.backlog,
+                f.backlog as f64,
                 f.lag_seconds,
-            ));
+            ];
+            let fields: Vec<String> = PIPELINE_FIELDS
+                .iter()
+                .zip(values)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let mut l = format!("{PIPELINE_MEASUREMENT},feed=");
+            line::escape_key(&live.feed, &mut l);
+            l.push_str(&format!(" {} {now}", fields.join(",")));
             lines.push(l);
         }
         if let Attempt::Retry(e) | Attempt::BadData(e) = self.attempt(&lines).await {

@@ -114,3 +114,28 @@ fn try_mapping_prints_the_readings_or_why_the_payload_is_rejected() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no feed named \"nowhere\""));
 }
+
+#[test]
+fn the_shipped_docker_config_is_valid_and_needs_its_token() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/docker.toml");
+    let ok = aggregator()
+        .args(["--config", path, "check-config"])
+        .env("INFLUX_TOKEN", "compose-token")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let missing = aggregator()
+        .args(["--config", path, "check-config"])
+        .env_remove("INFLUX_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("influx.token: environment variable INFLUX_TOKEN is not set")
+    );
+}

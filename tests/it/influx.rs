@@ -196,3 +196,94 @@ async fn an_influx_outage_during_a_stream_loses_nothing_and_duplicates_nothing()
     assert_eq!(values, (0..1200).map(|i| i as f64).collect::<Vec<_>>());
     app.stop().await;
 }
+
+/// What InfluxDB does that VictoriaMetrics does not: refuse oversized bodies (413) and bad
+/// lines (400 with a message). A scripted `/api/v2/write` stands in for those answers only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_lines_are_quarantined_and_oversized_batches_split() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
+
+    const MAX_LINES: usize = 50;
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = Router::new()
+        .route(
+            "/api/v2/write",
+            post(
+                |State(accepted): State<Arc<Mutex<Vec<String>>>>, body: Bytes| async move {
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    let lines: Vec<&str> = text.lines().collect();
+                    if lines.len() > MAX_LINES {
+                        return (
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "request too large".to_owned(),
+                        );
+                    }
+                    if let Some(bad) = lines.iter().find(|l| l.contains("POISON")) {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            format!("partial write: unable to parse '{bad}': invalid field"),
+                        );
+                    }
+                    accepted
+                        .lock()
+                        .unwrap()
+                        .extend(lines.iter().map(|l| l.to_string()));
+                    (StatusCode::NO_CONTENT, String::new())
+                },
+            ),
+        )
+        .with_state(Arc::clone(&accepted));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut config = test_config(dir.path(), port, true);
+    config.influx.enabled = true;
+    config.influx.url = url;
+    config.influx.token = Some(serde_json::from_value(json!("test-token")).unwrap());
+    config.influx.batch_size = 400;
+    config.influx.flush_interval = Duration::from_millis(200);
+    let app = TestApp::start(config, port, None).await;
+    let base = Timestamp::from_second(Timestamp::now().as_second() - 3600).unwrap();
+    let mut messages: Vec<_> = (0..120)
+        .map(|i| {
+            tn_message(
+                &format!("TN-OK-{:02}", i % 6),
+                base + (i as i64).seconds(),
+                i as f64,
+            )
+        })
+        .collect();
+    messages.push(tn_message("TN-POISON-1", base, 1.0));
+    publish_all(port, messages).await;
+    wait_for(
+        "everything forwarded or quarantined",
+        Duration::from_secs(30),
+        || async {
+            let s = influx_state(&app).await;
+            s["backlog"] == 0 && s["rejected_lines"] == 1
+        },
+    )
+    .await;
+    let lines = accepted.lock().unwrap().clone();
+    assert_eq!(lines.len(), 120, "every good line written once");
+    assert!(lines.iter().all(|l| !l.contains("POISON")));
+    let rejects = app.get("/api/v1/rejects?reason=influx_rejected").await;
+    let r = &rejects["rejects"][0];
+    assert!(
+        r["detail"].as_str().unwrap().contains("unable to parse"),
+        "{r}"
+    );
+    assert!(
+        r["payload_text"]
+            .as_str()
+            .unwrap()
+            .contains("device=TN-POISON-1"),
+        "{r}"
+    );
+    app.stop().await;
+}
