@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
+    alert,
     api::{self, ApiState},
     broker,
     config::Config,
@@ -40,6 +41,9 @@ pub struct App {
     feed_tasks: Vec<JoinHandle<()>>,
     connections: Vec<(JoinHandle<()>, JoinHandle<()>)>,
     commit_thread: Option<std::thread::JoinHandle<()>>,
+    /// Stops alert evaluation and webhook delivery (after the commit thread is done).
+    alerts_stop: CancellationToken,
+    alert_tasks: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     api_task: JoinHandle<()>,
 }
@@ -91,11 +95,43 @@ impl App {
         }
         drop(store_tx);
 
+        // Webhooks use reqwest with rustls; pick its crypto provider once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let alerts_stop = CancellationToken::new();
+        let alerts = if config.alerts.enabled {
+            Some(
+                alert::start(
+                    Arc::clone(&config),
+                    store.clone(),
+                    feeds.clone(),
+                    format!("http://{api_addr}"),
+                    alerts_stop.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let alert_input = alerts.as_ref().map(|a| a.readings.clone());
+        let wakes = alerts
+            .as_ref()
+            .map(|a| Arc::clone(&a.wakes))
+            .unwrap_or_default();
+
         let writer = store.writer().context("opening the store writer")?;
         let batch_max = config.store.batch_max_messages;
         let commit_thread = std::thread::Builder::new()
             .name("store-commit".into())
-            .spawn(move || pipeline::run_commits(writer, store_rx, links, batch_max, |_| {}))?;
+            .spawn(move || {
+                pipeline::run_commits(writer, store_rx, links, batch_max, |envelopes, outcomes| {
+                    let Some(alerts) = &alert_input else { return };
+                    let readings = pipeline::stored_readings(envelopes, outcomes);
+                    if !readings.is_empty() {
+                        // Bounded: a slow evaluator slows commits rather than dropping input.
+                        let _ = alerts.blocking_send(readings.into());
+                    }
+                })
+            })?;
 
         let mut background = vec![tokio::spawn(tick_stats(feeds.clone(), intake.clone()))];
         let forward_stats = Arc::new(ForwardStats::default());
@@ -125,6 +161,7 @@ impl App {
             store.clone(),
             feeds.clone(),
             forward_stats,
+            wakes,
             metrics,
             intake.clone(),
         );
@@ -144,6 +181,8 @@ impl App {
             feed_tasks,
             connections,
             commit_thread: Some(commit_thread),
+            alerts_stop,
+            alert_tasks: alerts.map(|a| a.tasks).unwrap_or_default(),
             background,
             api_task,
         })
@@ -181,6 +220,10 @@ impl App {
         .await;
         if drained.is_err() {
             warn!(deadline = ?DRAIN_DEADLINE, "Drain deadline passed; unacknowledged messages stay with the broker and will be redelivered.");
+        }
+        self.alerts_stop.cancel();
+        for task in self.alert_tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         // The forwarder and simulator stop on the intake token; give them a moment, then go.
         for mut task in self.background.drain(..) {

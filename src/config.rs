@@ -104,6 +104,7 @@ pub struct Config {
     pub broker: EmbeddedBrokerConfig,
     pub simulator: SimulatorConfig,
     pub influx: InfluxConfig,
+    pub alerts: crate::alert::AlertsConfig,
     pub log: LogConfig,
     pub feeds: Vec<FeedConfig>,
     pub devices: Vec<DeviceConfig>,
@@ -573,6 +574,7 @@ impl Config {
             broker: section(top.remove("broker"), "broker", &mut problems),
             simulator: section(top.remove("simulator"), "simulator", &mut problems),
             influx: section(top.remove("influx"), "influx", &mut problems),
+            alerts: section(top.remove("alerts"), "alerts", &mut problems),
             log: section(top.remove("log"), "log", &mut problems),
             feeds,
             devices,
@@ -599,6 +601,7 @@ impl Config {
         feed_index: &[usize],
         device_index: &[usize],
     ) {
+        self.alerts.rules(problems);
         let mut problem = |path: String, message: String| {
             problems.push(ConfigProblem { path, message });
         };

@@ -13,7 +13,8 @@
 //!    │
 //!  store     ── embedded SQLite: the durability point; the ack follows the commit
 //!    │            ├─▶ acks back to the source, in receive order
-//!    │            └─▶ influx forwarder (reads the log by a persisted cursor → InfluxDB 2)
+//!    │            ├─▶ influx forwarder (reads the log by a persisted cursor → InfluxDB 2)
+//!    │            └─▶ alerts (rule engine) ─▶ outbox in the store ─▶ webhooks, per receiver
 //!  api       ── axum: summaries, VN_AQI, rejects, feed health, metrics, health
 //! ```
 //!
@@ -30,6 +31,7 @@
 //! - [`influx`]: forwarding of the store's log to InfluxDB 2 by a persisted cursor.
 //! - [`aqi`]: VN_AQI (Decision 1459/QĐ-TCMT).
 //! - [`stats`]: per-feed counters and health.
+//! - [`alert`]: alert rules (pure state machine), the webhook outbox and its delivery.
 //! - [`api`]: the HTTP API.
 //! - [`app`]: builds and runs everything, shuts down in order.
 //! - [`cli`]: the commands of the binary (run, check-config, try-mapping, simulate).
@@ -50,6 +52,8 @@ pub mod store;
 
 pub mod aqi;
 pub mod stats;
+
+pub mod alert;
 
 pub mod api;
 pub mod app;

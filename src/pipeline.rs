@@ -127,6 +127,21 @@ pub async fn run_feed(
     }
 }
 
+/// The readings a batch stored (duplicates and rejects carry none), for consumers after the
+/// commit such as the alert engine.
+pub fn stored_readings(envelopes: &[Envelope], outcomes: &[Outcome]) -> Vec<Reading> {
+    envelopes
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| matches!(o, Outcome::Stored { .. }))
+        .filter_map(|(e, _)| match &e.content {
+            Content::Readings(r) => Some(r.iter().cloned()),
+            Content::Rejected { .. } => None,
+        })
+        .flatten()
+        .collect()
+}
+
 /// The commit loop, on its own OS thread (SQLite is blocking). Commits whatever is queued, up to
 /// `batch_max` messages per transaction, then acks. Ends when every feed task has ended.
 pub fn run_commits(
@@ -134,7 +149,7 @@ pub fn run_commits(
     mut queue: mpsc::Receiver<Pending>,
     feeds: Vec<FeedLink>,
     batch_max: usize,
-    on_commit: impl Fn(&[Envelope]),
+    on_commit: impl Fn(&[Envelope], &[Outcome]),
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
     let mut envelopes: Vec<Envelope> = Vec::with_capacity(batch_max);
@@ -171,7 +186,7 @@ pub fn run_commits(
             // recognises the duplicate.
             let _ = link.acks.send(ack);
         }
-        on_commit(&envelopes);
+        on_commit(&envelopes, &outcomes);
         envelopes.clear();
         if last_prune.elapsed() > Duration::from_secs(60) {
             last_prune = std::time::Instant::now();

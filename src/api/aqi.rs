@@ -13,7 +13,7 @@ use super::{
     params::local_tz,
 };
 use crate::{
-    aqi::{self, AqiResult, HourlyMeans, Pollutant},
+    aqi::{self, HourlyMeans, Pollutant},
     model::Domain,
     store::{DeviceFilter, StoreError},
 };
@@ -39,18 +39,6 @@ async fn means(
         }
     }
     Ok(means)
-}
-
-/// The station's most recent hourly AQI: the current hour if computable, else the one before.
-pub async fn latest_hourly(
-    state: &ApiState,
-    station: &str,
-    now: Timestamp,
-) -> Result<Option<AqiResult>, StoreError> {
-    let hour = now.as_millisecond().div_euclid(HOUR_MS) * HOUR_MS;
-    let from = Timestamp::from_millisecond(hour - 13 * HOUR_MS).unwrap_or(now);
-    let means = means(state, station, from, now).await?;
-    Ok(aqi::hourly(&means, hour).or_else(|| aqi::hourly(&means, hour - HOUR_MS)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! health probes. One file per resource; handlers are thin over `Store` queries.
 
 mod aggregates;
+mod alerts;
 mod aqi;
 mod devices;
 pub mod error;
@@ -31,6 +32,8 @@ pub struct ApiState {
     pub feeds: Arc<[Arc<FeedStats>]>,
     /// The InfluxDB forwarder's state (disabled when not configured).
     pub influx: Arc<ForwardStats>,
+    /// Wakes a webhook receiver's delivery task (dead-letter replay).
+    pub webhook_wakes: crate::alert::Wakes,
     pub metrics: PrometheusHandle,
     /// Cancelled when the service starts draining: `/readyz` turns 503.
     pub draining: CancellationToken,
@@ -42,6 +45,7 @@ impl ApiState {
         store: Store,
         feeds: Vec<Arc<FeedStats>>,
         influx: Arc<ForwardStats>,
+        webhook_wakes: crate::alert::Wakes,
         metrics: PrometheusHandle,
         draining: CancellationToken,
     ) -> ApiState {
@@ -50,6 +54,7 @@ impl ApiState {
             store,
             feeds: feeds.into(),
             influx,
+            webhook_wakes,
             metrics,
             draining,
         }
@@ -83,6 +88,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/aqi", get(aqi::aqi))
         .route("/rejects", get(feeds::rejects))
         .route("/feeds", get(feeds::feeds))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}", get(alerts::one))
+        .route("/alerts/{id}/ack", axum::routing::post(alerts::ack))
+        .route("/webhooks/dead-letters", get(alerts::dead_letters))
+        .route(
+            "/webhooks/dead-letters/{id}/replay",
+            axum::routing::post(alerts::replay),
+        )
         .fallback(|| async {
             error::ApiError::NotFound("no such endpoint; see the README for the API".into())
         });

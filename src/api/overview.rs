@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     model::{City, Domain},
-    store::{DeviceFilter, StoreError},
+    store::{AlertFilter, DeviceFilter, StoreError},
 };
 
 pub async fn overview(State(state): State<ApiState>) -> ApiResult<Value> {
@@ -99,7 +99,10 @@ async fn summary(state: &ApiState, city: City, now: Timestamp) -> Result<Value, 
         .iter()
         .filter(|d| d.device.domain == Domain::AirQuality)
     {
-        let aqi = super::aqi::latest_hourly(state, &d.device.device_id, now).await?;
+        let aqi = state
+            .store
+            .latest_hourly_aqi(&d.device.device_id, now)
+            .await?;
         air.push(json!({
             "station": d.device.device_id,
             "name": d.device.name,
@@ -107,8 +110,31 @@ async fn summary(state: &ApiState, city: City, now: Timestamp) -> Result<Value, 
             "aqi": aqi,
         }));
     }
+    let alerts: Vec<Value> = state
+        .store
+        .alerts(&AlertFilter {
+            state: Some("firing".into()),
+            city: Some(city.as_str().into()),
+            severity: None,
+            limit: 100,
+        })
+        .await?
+        .into_iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "rule": a.rule,
+                "severity": a.severity,
+                "subject": a.subject,
+                "summary": a.summary,
+                "starts_at": a.starts_at,
+                "acknowledged": a.acked_by.is_some(),
+            })
+        })
+        .collect();
     Ok(json!({
         "city": city,
+        "active_alerts": alerts,
         "name": city.display_name(),
         "feed_status": feed_status,
         "feeds": feeds,

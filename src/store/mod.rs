@@ -4,6 +4,7 @@
 //! One write connection (`StoreWriter`, owned by the commit thread) and a small pool of read
 //! connections used from `spawn_blocking` by the API.
 
+mod alerts;
 mod query;
 mod schema;
 mod writer;
@@ -21,6 +22,7 @@ use crate::{
     model::Status,
 };
 
+pub use alerts::{AlertFilter, AlertRow, NewAlert, OutboxRow};
 pub use query::{
     AggregateQuery, Bucket, CitySummary, DeviceFilter, DeviceRow, FeedCounters, HourlyMean,
     LatestValue, LogEntry, Point, RejectCount, RejectFilter, RejectRow, StoreStats,
@@ -96,7 +98,7 @@ impl Store {
     }
 
     /// Run a write on the side connection, off the async runtime.
-    async fn side_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn side_write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,

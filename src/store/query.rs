@@ -389,6 +389,26 @@ impl Store {
         .await
     }
 
+    /// A station's most recent hourly VN_AQI: the current hour if computable, else the one
+    /// before (NowCast needs the last 12 hours of means).
+    pub async fn latest_hourly_aqi(
+        &self,
+        station: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::aqi::AqiResult>, StoreError> {
+        use crate::aqi::{self, HourlyMeans, Pollutant};
+        let hour = now.as_millisecond().div_euclid(HOUR_MS) * HOUR_MS;
+        let from = ts(hour - 13 * HOUR_MS);
+        let metrics: Vec<&'static str> = Pollutant::ALL.iter().map(|p| p.metric()).collect();
+        let mut means = HourlyMeans::new();
+        for row in self.hourly_means(station, &metrics, from, now).await? {
+            if let Some(p) = Pollutant::from_metric(&row.metric) {
+                means.insert(p, row.hour_start_ms, row.mean);
+            }
+        }
+        Ok(aqi::hourly(&means, hour).or_else(|| aqi::hourly(&means, hour - HOUR_MS)))
+    }
+
     /// Up to `limit` readings of the log after position `after_id`, in log order.
     pub async fn read_log(&self, after_id: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         self.read(move |conn| {

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 -- One row per device × metric: the writer caches ids, the API reads latest values here.
@@ -84,6 +84,48 @@ CREATE TABLE IF NOT EXISTS feed_counters (
     last_message_at INTEGER,
     last_stored_at  INTEGER
 );
+
+-- Alerts: one row per incident (fired … resolved), kept as history.
+CREATE TABLE IF NOT EXISTS alerts (
+    id          INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    rule        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    city        TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    state       TEXT NOT NULL,  -- firing | resolved
+    labels      TEXT NOT NULL,  -- JSON object
+    summary     TEXT NOT NULL,
+    description TEXT NOT NULL,
+    value       REAL,
+    starts_at   INTEGER NOT NULL,
+    ends_at     INTEGER,
+    acked_by    TEXT,
+    acked_at    INTEGER,
+    ack_comment TEXT,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, city, severity);
+CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint, state);
+
+-- The webhook outbox: every notification is written here in the same transaction as the alert
+-- change, then delivered (and retried) from here.
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY,
+    receiver        TEXT NOT NULL,
+    webhook_id      TEXT NOT NULL,
+    alert_id        INTEGER NOT NULL,
+    body            TEXT NOT NULL,
+    state           TEXT NOT NULL,  -- pending | delivered | dead
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    UNIQUE (receiver, webhook_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (receiver, state, id);
 
 -- Positions of log readers (e.g. the InfluxDB forwarder).
 CREATE TABLE IF NOT EXISTS cursors (

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, shared harness (`common`). Everything runs through the real
 //! path: MQTT over TCP to a real broker, the real store, the HTTP API.
 
+mod alerts;
 mod api;
 mod cli;
 mod common;

@@ -1,0 +1,637 @@
+//! The alert state machine. Pure: readings and the time come in, transitions go out; no I/O.
+//!
+//! An alert is a (rule, subject) pair — the subject is a device, or a city for `feed_down`.
+//! pending → firing → resolved. A pending alert whose condition clears is dropped without a
+//! notification; only firing and resolved transitions are notified.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+
+use super::rule::{Condition, Rule, Severity};
+use crate::model::{City, Domain, Reading};
+
+/// A change worth notifying.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub fingerprint: String,
+    pub rule: String,
+    pub subject: String,
+    pub city: City,
+    pub severity: Severity,
+    /// true: the alert starts firing; false: it resolved.
+    pub firing: bool,
+    pub at: Timestamp,
+    pub started_at: Timestamp,
+    pub value: Option<f64>,
+    pub labels: BTreeMap<String, String>,
+    pub summary: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Pending,
+    Firing,
+}
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    phase: Phase,
+    since: Timestamp,
+    city: City,
+    value: Option<f64>,
+}
+
+/// What the engine needs to know of a device for staleness.
+#[derive(Debug, Clone)]
+pub struct DeviceSeen {
+    pub device: String,
+    pub city: City,
+    pub domain: Domain,
+    pub last_seen: Option<Timestamp>,
+}
+
+/// What the engine needs to know of a city's feeds for `feed_down`.
+#[derive(Debug, Clone)]
+pub struct CityFeeds {
+    pub city: City,
+    pub last_message: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub struct AlertEngine {
+    rules: Vec<Rule>,
+    flood_levels: HashMap<String, Vec<f64>>,
+    tracked: HashMap<(usize, String), Tracked>,
+    history: HashMap<(usize, String), VecDeque<(Timestamp, f64)>>,
+    /// Reference for subjects never heard from.
+    started: Timestamp,
+}
+
+pub fn fingerprint(rule: &str, subject: &str) -> String {
+    let digest = Sha256::digest(format!("{rule}\0{subject}").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+impl AlertEngine {
+    pub fn new(rules: Vec<Rule>, flood_levels: HashMap<String, Vec<f64>>, now: Timestamp) -> Self {
+        AlertEngine {
+            rules,
+            flood_levels,
+            tracked: HashMap::new(),
+            history: HashMap::new(),
+            started: now,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Alerts that were firing before a restart: they keep firing without a new notification.
+    pub fn restore(&mut self, rule: &str, subject: &str, city: City, since: Timestamp) {
+        if let Some(i) = self.rules.iter().position(|r| r.name == rule) {
+            self.tracked.insert(
+                (i, subject.to_owned()),
+                Tracked {
+                    phase: Phase::Firing,
+                    since,
+                    city,
+                    value: None,
+                },
+            );
+        }
+    }
+
+    /// Evaluate the reading-driven rules (threshold, rate of change, flood level).
+    pub fn observe(&mut self, r: &Reading) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            if !rule.scoped(r.city, r.domain, &r.device_id) {
+                continue;
+            }
+            let at = r.observed_at;
+            let (active, cleared, hold) = match &rule.condition {
+                Condition::Threshold {
+                    above,
+                    below,
+                    clear,
+                    hold,
+                } if rule.metric == Some(r.metric) => {
+                    let v = r.value;
+                    let active = above.is_some_and(|a| v > a) || below.is_some_and(|b| v < b);
+                    let cleared = if above.is_some() {
+                        v <= *clear
+                    } else {
+                        v >= *clear
+                    };
+                    (active, cleared, *hold)
+                }
+                Condition::RateOfChange { change, window } if rule.metric == Some(r.metric) => {
+                    let key = (i, r.device_id.clone());
+                    let h = self.history.entry(key).or_default();
+                    h.push_back((at, r.value));
+                    let from = at - SignedDuration::try_from(*window).unwrap_or_default();
+                    while h.front().is_some_and(|(t, _)| *t < from) {
+                        h.pop_front();
+                    }
+                    let delta = r.value - h.front().map_or(r.value, |(_, v)| *v);
+                    let active = if *change > 0.0 {
+                        delta >= *change
+                    } else {
+                        delta <= *change
+                    };
+                    (
+                        active,
+                        delta.abs() < change.abs() / 2.0,
+                        std::time::Duration::ZERO,
+                    )
+                }
+                Condition::FloodLevel {
+                    level,
+                    clear_margin,
+                } if r.metric == "water_level" => {
+                    let Some(threshold) = self
+                        .flood_levels
+                        .get(&r.device_id)
+                        .and_then(|l| l.get(level - 1))
+                    else {
+                        continue;
+                    };
+                    (
+                        r.value >= *threshold,
+                        r.value < threshold - clear_margin,
+                        std::time::Duration::ZERO,
+                    )
+                }
+                _ => continue,
+            };
+            let key = (i, r.device_id.clone());
+            self.step(
+                key,
+                r.city,
+                active,
+                cleared,
+                hold,
+                at,
+                Some(r.value),
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// An hourly VN_AQI of a station (for `aqi_category` rules).
+    pub fn observe_aqi(
+        &mut self,
+        device: &str,
+        city: City,
+        aqi: u32,
+        at: Timestamp,
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            let Condition::Aqi { at_least } = rule.condition else {
+                continue;
+            };
+            if !rule.scoped(city, Domain::AirQuality, device) {
+                continue;
+            }
+            let key = (i, device.to_owned());
+            let active = aqi >= at_least;
+            self.step(
+                key,
+                city,
+                active,
+                !active,
+                std::time::Duration::ZERO,
+                at,
+                Some(f64::from(aqi)),
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// Evaluate the time-driven rules: feed down per city, then staleness per device — except
+    /// in cities whose feed is down, where one feed-down alert replaces the per-device storm.
+    pub fn tick(
+        &mut self,
+        now: Timestamp,
+        devices: &[DeviceSeen],
+        cities: &[CityFeeds],
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let mut down_cities = Vec::new();
+        for i in 0..self.rules.len() {
+            let Condition::FeedDown { after } = self.rules[i].condition else {
+                continue;
+            };
+            for c in cities {
+                if self.rules[i].city.is_some_and(|rc| rc != c.city) {
+                    continue;
+                }
+                let silent = now.duration_since(c.last_message.unwrap_or(self.started));
+                let down = silent > SignedDuration::try_from(after).unwrap_or_default();
+                let key = (i, c.city.as_str().to_owned());
+                self.step(
+                    key,
+                    c.city,
+                    down,
+                    !down,
+                    std::time::Duration::ZERO,
+                    now,
+                    None,
+                    &mut out,
+                );
+                if down {
+                    down_cities.push(c.city);
+                }
+            }
+        }
+        for i in 0..self.rules.len() {
+            let Condition::Staleness { after } = self.rules[i].condition else {
+                continue;
+            };
+            for d in devices {
+                if !self.rules[i].scoped(d.city, d.domain, &d.device) {
+                    continue;
+                }
+                let key = (i, d.device.clone());
+                let silent = now.duration_since(d.last_seen.unwrap_or(self.started));
+                let stale = silent > SignedDuration::try_from(after).unwrap_or_default();
+                if stale && down_cities.contains(&d.city) && !self.tracked.contains_key(&key) {
+                    continue; // suppressed by the city's feed-down alert
+                }
+                self.step(
+                    key,
+                    d.city,
+                    stale,
+                    !stale,
+                    std::time::Duration::ZERO,
+                    now,
+                    None,
+                    &mut out,
+                );
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        key: (usize, String),
+        city: City,
+        active: bool,
+        cleared: bool,
+        hold: std::time::Duration,
+        at: Timestamp,
+        value: Option<f64>,
+        out: &mut Vec<Transition>,
+    ) {
+        let hold = SignedDuration::try_from(hold).unwrap_or_default();
+        match self.tracked.get_mut(&key) {
+            None if active => {
+                let tracked = Tracked {
+                    phase: Phase::Pending,
+                    since: at,
+                    city,
+                    value,
+                };
+                self.tracked.insert(key.clone(), tracked);
+                if hold.is_zero() {
+                    self.fire(&key, at, out);
+                }
+            }
+            None => {}
+            Some(t) if cleared => {
+                let was_firing = t.phase == Phase::Firing;
+                let since = t.since;
+                self.tracked.remove(&key);
+                if was_firing {
+                    out.push(self.transition(&key, city, false, at, since, value));
+                }
+            }
+            Some(t) => {
+                t.value = value.or(t.value);
+                if t.phase == Phase::Pending && at.duration_since(t.since) >= hold {
+                    self.fire(&key, at, out);
+                }
+            }
+        }
+    }
+
+    fn fire(&mut self, key: &(usize, String), at: Timestamp, out: &mut Vec<Transition>) {
+        let Some(t) = self.tracked.get_mut(key) else {
+            return;
+        };
+        t.phase = Phase::Firing;
+        let (city, since, value) = (t.city, t.since, t.value);
+        out.push(self.transition(key, city, true, at, since, value));
+    }
+
+    fn transition(
+        &self,
+        key: &(usize, String),
+        city: City,
+        firing: bool,
+        at: Timestamp,
+        since: Timestamp,
+        value: Option<f64>,
+    ) -> Transition {
+        let rule = &self.rules[key.0];
+        let subject = &key.1;
+        let mut labels = rule.labels.clone();
+        labels.insert("alertname".into(), rule.name.clone());
+        labels.insert("severity".into(), rule.severity.as_str().into());
+        labels.insert("city".into(), city.as_str().into());
+        if let Some(m) = rule.metric {
+            labels.insert("metric".into(), m.into());
+        }
+        let subject_label = if matches!(rule.condition, Condition::FeedDown { .. }) {
+            "feed_city"
+        } else {
+            "device"
+        };
+        labels.insert(subject_label.into(), subject.clone());
+        let what = match &rule.condition {
+            Condition::Threshold {
+                above: Some(a),
+                hold,
+                ..
+            } => format!(
+                "{} above {a} for {}",
+                rule.metric.unwrap_or("value"),
+                humantime::format_duration(*hold)
+            ),
+            Condition::Threshold { below, hold, .. } => format!(
+                "{} below {} for {}",
+                rule.metric.unwrap_or("value"),
+                below.unwrap_or_default(),
+                humantime::format_duration(*hold)
+            ),
+            Condition::RateOfChange { change, window } => format!(
+                "{} changed by {change} within {}",
+                rule.metric.unwrap_or("value"),
+                humantime::format_duration(*window)
+            ),
+            Condition::Staleness { after } => format!(
+                "no data for more than {}",
+                humantime::format_duration(*after)
+            ),
+            Condition::Aqi { at_least } => format!("hourly VN_AQI at or above {at_least}"),
+            Condition::FloodLevel { level, .. } => format!("water level at or above BĐ{level}"),
+            Condition::FeedDown { after } => format!(
+                "no message from the city's feeds for more than {}",
+                humantime::format_duration(*after)
+            ),
+        };
+        let value_text = value.map(|v| format!(" (value {v})")).unwrap_or_default();
+        Transition {
+            fingerprint: fingerprint(&rule.name, subject),
+            rule: rule.name.clone(),
+            subject: subject.clone(),
+            city,
+            severity: rule.severity,
+            firing,
+            at,
+            started_at: since,
+            value,
+            labels,
+            summary: rule
+                .summary
+                .clone()
+                .unwrap_or_else(|| format!("{}: {what}", rule.name)),
+            description: format!("{subject} ({}): {what}{value_text}", city.display_name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{FeedId, Status};
+
+    fn rule(name: &str, condition: Condition, metric: Option<&'static str>) -> Rule {
+        Rule {
+            name: name.into(),
+            severity: Severity::Warning,
+            city: None,
+            domain: None,
+            device: None,
+            metric,
+            condition,
+            labels: BTreeMap::new(),
+            summary: None,
+        }
+    }
+
+    fn reading(device: &str, metric: &'static str, value: f64, minute: i64) -> Reading {
+        let at = Timestamp::from_second(1_795_309_200 + minute * 60).unwrap();
+        Reading {
+            city: City::ThaiNguyen,
+            feed: FeedId::new("thai-nguyen"),
+            device_id: device.into(),
+            domain: Domain::AirQuality,
+            metric,
+            value,
+            unit: "µg/m³",
+            observed_at: at,
+            received_at: at,
+            location: None,
+            status: Status::Measuring,
+        }
+    }
+
+    fn engine(rules: Vec<Rule>) -> AlertEngine {
+        AlertEngine::new(
+            rules,
+            HashMap::from([("GB".to_string(), vec![25.0, 26.0, 27.0])]),
+            Timestamp::from_second(1_795_309_200).unwrap(),
+        )
+    }
+
+    fn pm25_rule() -> Rule {
+        rule(
+            "pm25_high",
+            Condition::Threshold {
+                above: Some(80.0),
+                below: None,
+                clear: 60.0,
+                hold: Duration::from_secs(15 * 60),
+            },
+            Some("pm25"),
+        )
+    }
+
+    #[test]
+    fn a_spike_sustained_past_for_fires_once_and_resolves_once() {
+        let mut e = engine(vec![pm25_rule()]);
+        let mut events = Vec::new();
+        for (minute, v) in [
+            (0, 50.0),
+            (5, 90.0),
+            (10, 95.0),
+            (15, 92.0),
+            (20, 99.0),
+            (25, 85.0),
+            (30, 55.0),
+            (35, 40.0),
+        ] {
+            events.extend(e.observe(&reading("A", "pm25", v, minute)));
+        }
+        assert_eq!(
+            events.iter().map(|t| t.firing).collect::<Vec<_>>(),
+            vec![true, false]
+        );
+        assert_eq!(
+            events[0].at,
+            reading("A", "pm25", 0.0, 20).observed_at,
+            "fires once held 15 min"
+        );
+        assert_eq!(
+            events[0].started_at,
+            reading("A", "pm25", 0.0, 5).observed_at
+        );
+        assert_eq!(events[0].fingerprint, events[1].fingerprint);
+        assert_eq!(events[0].labels["device"], "A");
+    }
+
+    #[test]
+    fn values_bouncing_inside_the_hysteresis_band_do_not_flap() {
+        let mut e = engine(vec![pm25_rule()]);
+        let mut events = Vec::new();
+        for (minute, v) in [
+            (0, 85.0),
+            (16, 90.0),
+            (20, 75.0),
+            (25, 82.0),
+            (30, 65.0),
+            (35, 81.0),
+            (40, 70.0),
+        ] {
+            events.extend(e.observe(&reading("A", "pm25", v, minute)));
+        }
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].firing);
+    }
+
+    #[test]
+    fn a_short_spike_never_fires() {
+        let mut e = engine(vec![pm25_rule()]);
+        let events: Vec<_> = [(0, 90.0), (5, 95.0), (10, 50.0), (20, 50.0)]
+            .into_iter()
+            .flat_map(|(m, v)| e.observe(&reading("A", "pm25", v, m)))
+            .collect();
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn flood_levels_and_rate_of_change() {
+        let mut e = engine(vec![
+            rule(
+                "bd3",
+                Condition::FloodLevel {
+                    level: 3,
+                    clear_margin: 0.1,
+                },
+                None,
+            ),
+            rule(
+                "rising",
+                Condition::RateOfChange {
+                    change: 0.5,
+                    window: Duration::from_secs(3600),
+                },
+                Some("water_level"),
+            ),
+        ]);
+        let mut events = Vec::new();
+        for (m, v) in [
+            (0, 26.0),
+            (30, 26.6),
+            (60, 27.05),
+            (90, 26.95),
+            (120, 26.85),
+        ] {
+            events.extend(e.observe(&reading("GB", "water_level", v, m)));
+        }
+        let names: Vec<_> = events.iter().map(|t| (t.rule.as_str(), t.firing)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("rising", true),
+                ("bd3", true),
+                ("bd3", false),
+                ("rising", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_silent_city_raises_one_feed_down_alert_and_no_device_storm() {
+        let mut e = engine(vec![
+            rule(
+                "feed_down",
+                Condition::FeedDown {
+                    after: Duration::from_secs(300),
+                },
+                None,
+            ),
+            rule(
+                "stale",
+                Condition::Staleness {
+                    after: Duration::from_secs(600),
+                },
+                None,
+            ),
+        ]);
+        let t0 = Timestamp::from_second(1_795_309_200).unwrap();
+        let devices: Vec<DeviceSeen> = (0..5)
+            .map(|i| DeviceSeen {
+                device: format!("D{i}"),
+                city: City::SongCong,
+                domain: Domain::AirQuality,
+                last_seen: Some(t0),
+            })
+            .collect();
+        let cities = [CityFeeds {
+            city: City::SongCong,
+            last_message: Some(t0),
+        }];
+        let at = |min: i64| t0 + SignedDuration::from_mins(min);
+        assert!(e.tick(at(4), &devices, &cities).is_empty());
+        let down = e.tick(at(20), &devices, &cities);
+        assert_eq!(down.len(), 1, "{down:?}");
+        assert_eq!(
+            (down[0].rule.as_str(), down[0].labels["feed_city"].as_str()),
+            ("feed_down", "song-cong")
+        );
+        assert!(e.tick(at(30), &devices, &cities).is_empty());
+        // The feed comes back: the feed-down alert resolves; devices report again.
+        let back: Vec<_> = devices
+            .iter()
+            .map(|d| DeviceSeen {
+                last_seen: Some(at(31)),
+                ..d.clone()
+            })
+            .collect();
+        let up = e.tick(
+            at(31),
+            &back,
+            &[CityFeeds {
+                city: City::SongCong,
+                last_message: Some(at(31)),
+            }],
+        );
+        assert_eq!(up.len(), 1);
+        assert!(!up[0].firing);
+    }
+}

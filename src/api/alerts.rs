@@ -1,0 +1,145 @@
+//! `/api/v1/alerts` (active and history, acknowledge) and `/api/v1/webhooks/dead-letters`
+//! (notifications that could not be delivered, and their replay).
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    ApiState,
+    error::{ApiError, ApiQuery, ApiResult},
+    params,
+};
+use crate::{alert::notify, store::AlertFilter};
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    state: Option<String>,
+    city: Option<String>,
+    severity: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> ApiResult<Value> {
+    let wanted = match p.state.as_deref() {
+        None | Some("active") | Some("firing") => Some("firing".to_owned()),
+        Some("resolved") => Some("resolved".to_owned()),
+        Some("all") => None,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "state={other:?}: expected active (= firing), resolved or all"
+            )));
+        }
+    };
+    if let Some(s) = &p.severity
+        && !["info", "warning", "critical"].contains(&s.as_str())
+    {
+        return Err(ApiError::bad(format!(
+            "severity={s:?}: expected info, warning or critical"
+        )));
+    }
+    let city = p.city.as_deref().map(params::parse_city).transpose()?;
+    let limit = p.limit.unwrap_or(200);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad("limit must be between 1 and 10000"));
+    }
+    let filter = AlertFilter {
+        state: wanted,
+        city: city.map(|c| c.as_str().to_owned()),
+        severity: p.severity,
+        limit,
+    };
+    let alerts = state.store.alerts(&filter).await?;
+    Ok(Json(json!({ "count": alerts.len(), "alerts": alerts })))
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad(format!("{id:?} is not an alert id (a number)")))
+}
+
+pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Value> {
+    let id = parse_id(&id)?;
+    let alert = state
+        .store
+        .alert(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
+    Ok(Json(json!(alert)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Ack {
+    by: Option<String>,
+    comment: Option<String>,
+}
+
+pub async fn ack(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<Ack>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Value> {
+    let id = parse_id(&id)?;
+    let Json(ack) = body.map_err(|e| {
+        ApiError::bad(format!(
+            "body must be JSON {{\"by\": \"…\", \"comment\": \"…\"}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let by = ack
+        .by
+        .filter(|b| !b.trim().is_empty())
+        .ok_or_else(|| ApiError::bad("\"by\" (who acknowledges) is required"))?;
+    let alert = state
+        .store
+        .ack_alert(id, by, ack.comment)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
+    Ok(Json(json!(alert)))
+}
+
+pub async fn dead_letters(State(state): State<ApiState>) -> ApiResult<Value> {
+    let rows = state.store.dead_letters().await?;
+    let letters: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "receiver": r.receiver,
+                "webhook_id": r.webhook_id,
+                "alert_id": r.alert_id,
+                "attempts": r.attempts,
+                "last_status": r.last_status,
+                "last_error": r.last_error,
+                "created_at": r.created_at,
+                "alerts": notify::alerts_of(&r.body),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "count": letters.len(), "dead_letters": letters }),
+    ))
+}
+
+pub async fn replay(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Value> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad(format!("{id:?} is not a dead-letter id")))?;
+    let receiver = state
+        .store
+        .replay_dead_letter(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no dead letter {id}")))?;
+    if let Some(w) = state.webhook_wakes.get(&receiver) {
+        w.notify_one();
+    }
+    Ok(Json(
+        json!({ "id": id, "receiver": receiver, "state": "pending" }),
+    ))
+}
