@@ -220,22 +220,37 @@ impl Evaluator {
             at: t.at,
         };
         let url = self.external_url.clone();
-        let transition = t.clone();
-        let result = self
-            .store
-            .record_alert(alert, move |id| {
-                receivers
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.name.clone(),
-                            notify::webhook_id(id, transition.firing),
-                            notify::body(&r.name, &transition, id, &url),
-                        )
-                    })
-                    .collect()
-            })
-            .await;
+        // A change must not be lost: retry recording it (with its notifications) until the
+        // store takes it.
+        let mut delay = std::time::Duration::from_millis(50);
+        let result = loop {
+            let transition = t.clone();
+            let receivers = receivers.clone();
+            let url = url.clone();
+            let attempt = self
+                .store
+                .record_alert(alert.clone(), move |id| {
+                    receivers
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.name.clone(),
+                                notify::webhook_id(id, transition.firing),
+                                notify::body(&r.name, &transition, id, &url),
+                            )
+                        })
+                        .collect()
+                })
+                .await;
+            match attempt {
+                Err(e) if delay < std::time::Duration::from_secs(30) => {
+                    warn!(error = %e, rule = %t.rule, retry_in = ?delay, "Recording an alert change failed; retrying.");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => break other,
+            }
+        };
         match result {
             Ok(id) => {
                 let g = gauge!("ioc_alerts_firing", "city" => t.city.as_str(), "severity" => t.severity.as_str());
@@ -251,7 +266,9 @@ impl Evaluator {
                     }
                 }
             }
-            Err(e) => warn!(error = %e, rule = %t.rule, "Recording an alert change failed."),
+            Err(e) => {
+                tracing::error!(error = %e, rule = %t.rule, subject = %t.subject, "Recording an alert change failed for good; the alert state and the store disagree until the next change.")
+            }
         }
     }
 }

@@ -123,7 +123,9 @@ impl Store {
         F: FnOnce(i64) -> Vec<(String, String, String)> + Send + 'static,
     {
         self.side_write(move |conn| {
-            let tx = conn.unchecked_transaction()?;
+            // IMMEDIATE: take the write lock before reading, so the read→write upgrade cannot
+            // fail with SQLITE_BUSY (which the busy timeout does not cover).
+            let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
             let now = alert.at.as_millisecond();
             let open: Option<i64> = tx
                 .query_row(

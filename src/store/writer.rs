@@ -118,7 +118,11 @@ impl StoreWriter {
     }
 
     fn commit_inner(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, StoreError> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock is taken up front (waiting under the busy timeout), so a
+        // read early in the batch cannot make the later write fail with SQLITE_BUSY.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut feeds: HashMap<&str, FeedDelta> = HashMap::new();
         let mut latest: HashMap<i64, (i64, f64, i64)> = HashMap::new();
