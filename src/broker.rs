@@ -49,11 +49,11 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
                 error!(error = %e, "Embedded MQTT broker stopped.");
             }
         })?;
-    // Wait until the listener is up so the first connections do not fail. The port was free
-    // above, so once it can no longer be bound the broker holds it (no probe connection, which
-    // rumqttd would log as a failed client).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::net::TcpListener::bind(listen).is_ok() {
+    // Wait until the broker answers MQTT, so the first connections do not fail. The probe is a
+    // real session (CONNECT → CONNACK → DISCONNECT): a bare TCP probe would be logged by
+    // rumqttd as a failed client, and a bind probe could race the broker's own bind.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !answers_mqtt(listen) {
         if std::time::Instant::now() > deadline {
             anyhow::bail!("embedded MQTT broker did not start listening on {listen}");
         }
@@ -61,4 +61,26 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
     }
     info!(%listen, "Embedded MQTT broker listening.");
     Ok(())
+}
+
+/// Whether an MQTT 3.1.1 broker accepts a clean session at `addr`.
+fn answers_mqtt(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    const CONNECT: &[u8] = &[
+        0x10, 17, // CONNECT, remaining length
+        0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, // protocol name and level 4 (3.1.1)
+        0x02, 0x00, 0x0a, // clean session, keep-alive 10 s
+        0x00, 0x05, b'p', b'r', b'o', b'b', b'e', // client id
+    ];
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut connack = [0u8; 4];
+    let ok = s.write_all(CONNECT).is_ok()
+        && s.read_exact(&mut connack).is_ok()
+        && connack[0] == 0x20
+        && connack[3] == 0x00;
+    let _ = s.write_all(&[0xe0, 0x00]); // DISCONNECT
+    ok
 }

@@ -124,3 +124,32 @@ pub fn simulate(mut config: Config, broker: Option<String>) -> anyhow::Result<Ex
     })?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `loadgen`.
+#[derive(Debug)]
+pub struct LoadgenArgs {
+    pub broker: String,
+    pub rate: u64,
+    pub duration: std::time::Duration,
+    pub devices: usize,
+    pub readings: usize,
+    pub null_subscriber: bool,
+    pub api: Option<String>,
+    pub paths: Vec<String>,
+}
+
+pub fn loadgen(a: LoadgenArgs) -> anyhow::Result<ExitCode> {
+    let summary = runtime()?.block_on(async {
+        match (&a.api, a.null_subscriber) {
+            (Some(base), _) => {
+                crate::loadgen::probe_api(base, &a.paths, a.rate.max(1), a.duration).await
+            }
+            (None, true) => crate::loadgen::null_subscriber(&a.broker, a.duration).await,
+            (None, false) => {
+                crate::loadgen::publish(&a.broker, a.rate, a.duration, a.devices, a.readings).await
+            }
+        }
+    })?;
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -34,7 +34,8 @@
 //! - [`alert`]: alert rules (pure state machine), the webhook outbox and its delivery.
 //! - [`api`]: the HTTP API.
 //! - [`app`]: builds and runs everything, shuts down in order.
-//! - [`cli`]: the commands of the binary (run, check-config, try-mapping, simulate).
+//! - [`cli`]: the commands of the binary (run, check-config, try-mapping, simulate, loadgen).
+//! - [`loadgen`]: load generation for the benchmarks.
 
 pub mod config;
 pub mod model;
@@ -58,3 +59,4 @@ pub mod alert;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod loadgen;

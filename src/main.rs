@@ -33,6 +33,32 @@ enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
+    /// Load generator for the benchmarks (loopback only): publish the three formats, or count
+    /// as a null QoS 1 subscriber, or probe API latency.
+    Loadgen {
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker: String,
+        /// Messages (or API requests) per second; 0 publishes as fast as the broker takes them.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value = "60s")]
+        duration: humantime::Duration,
+        /// Devices per city.
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Readings per message.
+        #[arg(long, default_value_t = 6)]
+        readings: usize,
+        /// Count messages as a QoS 1 subscriber instead of publishing.
+        #[arg(long)]
+        null_subscriber: bool,
+        /// Probe this API base URL instead (e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        api: Option<String>,
+        /// API paths to probe, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "/api/v1/overview")]
+        paths: Vec<String>,
+    },
     /// Run only the simulator of the three IOCs, publishing to `--broker`.
     Simulate {
         /// Broker URL (default: simulator.broker from the configuration).
@@ -63,6 +89,25 @@ fn main() -> std::process::ExitCode {
             topic,
         } => cli::try_mapping(&config, &feed, &payload, topic.as_deref()),
         Command::Simulate { broker } => cli::simulate(config, broker),
+        Command::Loadgen {
+            broker,
+            rate,
+            duration,
+            devices,
+            readings,
+            null_subscriber,
+            api,
+            paths,
+        } => cli::loadgen(cli::LoadgenArgs {
+            broker,
+            rate,
+            duration: duration.into(),
+            devices,
+            readings,
+            null_subscriber,
+            api,
+            paths,
+        }),
         Command::Run | Command::PrintDefaultConfig => cli::run(config),
     };
     match result {

@@ -182,6 +182,12 @@ pub fn run_commits(
             link.stats.committed(now, envelope.received_at);
             let latency = (now.as_millisecond() - envelope.received_at.as_millisecond()) as f64;
             histogram!(names::INGEST_LATENCY).record(latency / 1000.0);
+            if let Content::Readings(r) = &envelope.content
+                && let Some(first) = r.first()
+            {
+                let age = (now.as_millisecond() - first.observed_at.as_millisecond()) as f64;
+                histogram!(names::OBSERVED_TO_COMMIT).record(age / 1000.0);
+            }
             // The ack task may be gone at shutdown; the broker then redelivers, and the store
             // recognises the duplicate.
             let _ = link.acks.send(ack);

@@ -29,6 +29,9 @@ pub mod names {
     pub const COMMIT_BATCH: &str = "ioc_store_commit_batch_messages";
     pub const COMMIT_ERRORS: &str = "ioc_store_commit_errors_total";
     pub const INGEST_LATENCY: &str = "ioc_ingest_latency_seconds";
+    /// Commit time minus observation time: how old data is when it becomes queryable (with the
+    /// load generator, whose observation time is the publish time, the end-to-end latency).
+    pub const OBSERVED_TO_COMMIT: &str = "ioc_observed_to_commit_seconds";
 }
 
 /// Live state of one feed. Shared between its MQTT connection, the store writer and the API.

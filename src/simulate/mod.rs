@@ -2,7 +2,7 @@
 //! its city's own format — Thái Nguyên vendor JSON, Sông Công SenML, Phổ Yên NGSI-LD — plus an
 //! occasional malformed message, so the zero-setup default shows the whole pipeline working.
 
-mod formats;
+pub(crate) mod formats;
 mod profiles;
 
 use std::time::Duration;

@@ -131,7 +131,7 @@ evaluation_interval = "200ms"
 name = "duty"
 url = "{}"
 secret = "{SECRET}"
-max_attempts = 4
+max_attempts = 100
 backoff_max = "1s"
 "#,
         receiver.url
