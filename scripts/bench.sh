@@ -42,7 +42,7 @@ BROKER="mqtt://127.0.0.1:$MQ_PORT"
 echo "== (a) broker limit: null QoS 1 subscriber, ${BROKER_SECONDS}s" >&2
 "$BIN" loadgen --broker "$BROKER" --null-subscriber --duration "${BROKER_SECONDS}s" > "$WORK/a.json" & SUB=$!
 sleep 0.5
-"$BIN" loadgen --broker "$BROKER" --duration "$((BROKER_SECONDS + 5))s" > /dev/null
+"$BIN" loadgen --broker "$BROKER" --duration "$((BROKER_SECONDS + 5))s" --devices 20000 > /dev/null
 wait "$SUB"
 A_RATE="$(json 'round(d["rate_per_s"])' < "$WORK/a.json")"
 
@@ -84,10 +84,11 @@ CONF
 API="http://127.0.0.1:$API_PORT"
 for _ in $(seq 100); do curl -fs "$API/readyz" > /dev/null 2>&1 && break; sleep 0.1; done
 stored() { curl -fs "$API/api/v1/feeds" | json 'sum((f["all_time"] or {}).get("stored", 0) for f in d["feeds"])'; }
+settled() { curl -fs "$API/api/v1/feeds" | json 'sum(sum((f["all_time"] or {}).get(k, 0) for k in ("stored", "duplicate", "rejected")) for f in d["feeds"])'; }
 received() { curl -fs "$API/api/v1/feeds" | json 'sum(f["since_start"]["received"] for f in d["feeds"])'; }
 
 echo "== (b) aggregator end to end, ${DURATION}s at the broker's pace" >&2
-"$BIN" loadgen --broker "$BROKER" --duration "$((DURATION + 10))s" --readings 6 > "$WORK/b-pub.json" & PUB=$!
+"$BIN" loadgen --broker "$BROKER" --duration "$((DURATION + 10))s" --readings 6 --devices 20000 > "$WORK/b-pub.json" & PUB=$!
 sleep 5   # ramp-up
 S0="$(stored)"; T0="$(date +%s.%N)"
 sleep "$DURATION"
@@ -96,10 +97,10 @@ wait "$PUB"
 B_RATE="$(python3 -c "print(round(($S1 - $S0) / ($T1 - $T0)))")"
 echo "   waiting for the backlog to drain" >&2
 SENT="$(json 'd["sent"]' < "$WORK/b-pub.json")"
-for _ in $(seq 600); do [ "$(stored)" -ge "$SENT" ] && break; sleep 0.5; done
+for _ in $(seq 600); do [ "$(settled)" -ge "$SENT" ] && break; sleep 0.5; done
 
 echo "== (c) latency at 10,000 msg/s for ${LATENCY_SECONDS}s, with (d) API load at 1,000 req/s" >&2
-"$BIN" loadgen --broker "$BROKER" --rate 10000 --duration "${LATENCY_SECONDS}s" --readings 6 > "$WORK/c-pub.json" & PUB=$!
+"$BIN" loadgen --broker "$BROKER" --rate 10000 --duration "${LATENCY_SECONDS}s" --readings 6 --devices 5000 > "$WORK/c-pub.json" & PUB=$!
 sleep 5
 FROM="$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)"
 "$BIN" loadgen --api "$API" --rate 1000 --duration "$((LATENCY_SECONDS - 10))s" \

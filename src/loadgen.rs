@@ -80,8 +80,9 @@ fn client(broker: &str, id: &str) -> anyhow::Result<(AsyncClient, rumqttc::Event
 }
 
 /// Publish with QoS 1 at `rate` messages/s (0: as fast as possible) for `duration`. Message
-/// times are the publish time (unique per device), so commit − observed time is the
-/// publish → queryable latency. Returns a JSON summary.
+/// times are the publish time, at least a second apart per device (use enough devices for the
+/// rate: rate / 3 / devices per city ≤ 1), so commit − observed time is the publish →
+/// queryable latency. Returns a JSON summary.
 pub async fn publish(
     broker: &str,
     rate: u64,
@@ -121,7 +122,9 @@ pub async fn publish(
         };
         for _ in 0..quota {
             let d = (sent % devices.len() as u64) as usize;
-            let ms = Timestamp::now().as_millisecond().max(last_ms[d] + 1);
+            // Thái Nguyên and SenML times have one-second precision: one message per device
+            // per second at most, or they would (rightly) be deduplicated.
+            let ms = Timestamp::now().as_millisecond().max(last_ms[d] + 1_000);
             last_ms[d] = ms;
             let at = Timestamp::from_millisecond(ms)?;
             let (topic, payload) = message(&devices[d], at, sent, readings);

@@ -3,8 +3,15 @@
 //! key-values are accepted, with either key casing (`pm25` / `PM25`). `location` is GeoJSON,
 //! `[lon, lat]`.
 
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashSet},
+    sync::LazyLock,
+};
+
 use jiff::{Timestamp, tz};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::{Value, value::RawValue};
 
 use super::{DecodeError, parse_json, parse_time};
 use crate::model::{Location, Observation, ObservedValue};
@@ -104,27 +111,45 @@ const SKIP: &[&str] = &[
 /// Smart Data Models attributes that are 0–1 fractions when no unit is given.
 const FRACTIONS: &[&str] = &["relativeHumidity", "occupancy", "illuminanceLevel"];
 
+/// An entity as attribute name → raw JSON: only the attributes that matter are parsed further.
+/// Ordered, so readings come out in a deterministic (alphabetical) order.
+type Entity<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+
+/// A normalized Property (or Relationship), with its value left raw.
+#[derive(Deserialize)]
+struct Property<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+    #[serde(rename = "unitCode", borrow, default)]
+    unit_code: Option<Cow<'a, str>>,
+    #[serde(rename = "observedAt", borrow, default)]
+    observed_at: Option<&'a RawValue>,
+}
+
+static SKIPPED: LazyLock<HashSet<&'static str>> = LazyLock::new(|| SKIP.iter().copied().collect());
+
 impl NgsiLdDecoder {
     pub fn decode(&self, payload: &[u8]) -> Result<Vec<Observation>, DecodeError> {
-        let value: Value = parse_json(payload)?;
-        let entities = match value {
-            Value::Array(items) if items.is_empty() => {
-                return Err(DecodeError::Schema("empty array of entities".into()));
-            }
-            Value::Array(items) => items,
-            Value::Object(_) => vec![value],
+        let text = super::text(payload)?;
+        let entities: Vec<Entity<'_>> = match text.trim_start().as_bytes().first() {
+            Some(b'[') => parse_json(payload)?,
+            Some(b'{') => vec![parse_json(payload)?],
             _ => {
+                // Let the JSON parser say what is wrong, else it is the wrong shape.
+                let _: Value = parse_json(payload)?;
                 return Err(DecodeError::Schema(
                     "an NGSI-LD message is an entity object or an array of them".into(),
                 ));
             }
         };
+        if entities.is_empty() {
+            return Err(DecodeError::Schema("empty array of entities".into()));
+        }
         let mut out = Vec::new();
-        for (i, entity) in entities.into_iter().enumerate() {
-            let Value::Object(entity) = entity else {
-                return Err(DecodeError::Schema(format!("entity {i} is not an object")));
-            };
-            self.entity(&entity, &mut out)?;
+        for entity in &entities {
+            self.entity(entity, &mut out)?;
         }
         if out.is_empty() {
             return Err(DecodeError::Schema(
@@ -134,22 +159,19 @@ impl NgsiLdDecoder {
         Ok(out)
     }
 
-    fn entity(
-        &self,
-        e: &Map<String, Value>,
-        out: &mut Vec<Observation>,
-    ) -> Result<(), DecodeError> {
-        let id = e
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::trim)
+    fn entity(&self, e: &Entity<'_>, out: &mut Vec<Observation>) -> Result<(), DecodeError> {
+        let string = |key: &str| -> Option<String> {
+            e.get(key)
+                .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
+                .map(Cow::into_owned)
+        };
+        let id = string("id")
+            .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| DecodeError::MissingDeviceId("entity has no \"id\"".into()))?;
-        let kind = e
-            .get("type")
-            .and_then(Value::as_str)
+        let kind = string("type")
             .ok_or_else(|| DecodeError::Schema(format!("entity {id} has no \"type\"")))?;
-        if !SUPPORTED.contains(&kind) {
+        if !SUPPORTED.contains(&kind.as_str()) {
             return Err(DecodeError::UnsupportedType(format!(
                 "entity {id}: type {kind:?} is not supported (supported: {})",
                 SUPPORTED.join(", ")
@@ -160,48 +182,62 @@ impl NgsiLdDecoder {
             .rsplit(':')
             .next()
             .filter(|d| !d.is_empty())
-            .unwrap_or(id);
-        let entity_time = TIME_KEYS
-            .iter()
-            .find_map(|k| e.get(*k))
-            .map(|v| self.time(v, id))
-            .transpose()?;
-        let location = e
-            .get("location")
-            .map(|l| location(l, id))
-            .transpose()?
-            .flatten();
-        let status = e
-            .get("status")
-            .map(property_value)
-            .and_then(|v| v.as_str().map(str::to_owned));
+            .unwrap_or(&id)
+            .to_owned();
+        let small =
+            |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_err(super::json_error);
+        let entity_time = match TIME_KEYS.iter().find_map(|k| e.get(*k)) {
+            Some(raw) => Some(self.time(&small(raw)?, &id)?),
+            None => None,
+        };
+        let location = match e.get("location") {
+            Some(raw) => location(&small(raw)?, &id)?,
+            None => None,
+        };
+        let status = match e.get("status") {
+            Some(raw) => property_value(&small(raw)?).as_str().map(str::to_owned),
+            None => None,
+        };
 
-        for (key, attr) in e {
-            if SKIP.contains(&key.as_str()) || key.starts_with('@') {
+        for (key, raw) in e {
+            if key.starts_with('@') || SKIPPED.contains(key.as_ref()) {
                 continue;
             }
-            if let Value::Object(o) = attr
-                && o.get("type").and_then(Value::as_str) == Some("Relationship")
-            {
-                continue;
-            }
-            let raw = property_value(attr);
-            let value = match raw {
-                Value::Number(n) => match n.as_f64() {
-                    Some(v) => ObservedValue::Number(v),
-                    None => {
+            let (value, unit, observed) = match raw.get().as_bytes().first() {
+                Some(b'{') => {
+                    let Ok(p) = serde_json::from_str::<Property<'_>>(raw.get()) else {
+                        continue;
+                    };
+                    if p.kind.as_deref() == Some("Relationship") {
+                        continue;
+                    }
+                    let Some(value) = p.value else { continue };
+                    (value, p.unit_code, p.observed_at)
+                }
+                _ => (*raw, None, None),
+            };
+            let value = match value.get().as_bytes().first() {
+                Some(b'-' | b'0'..=b'9') => match serde_json::from_str::<f64>(value.get()) {
+                    Ok(v) => ObservedValue::Number(v),
+                    Err(_) => {
                         return Err(DecodeError::InvalidValue(format!(
                             "entity {id}: {key} is not a finite number"
                         )));
                     }
                 },
-                Value::Bool(b) => ObservedValue::Bool(*b),
+                Some(b't') => ObservedValue::Bool(true),
+                Some(b'f') => ObservedValue::Bool(false),
                 // Text is a reading only for on/off states; other text is descriptive.
-                Value::String(s) if key == "powerState" => ObservedValue::Text(s.clone()),
+                Some(b'"') if key == "powerState" => {
+                    match serde_json::from_str::<String>(value.get()) {
+                        Ok(s) => ObservedValue::Text(s),
+                        Err(_) => continue,
+                    }
+                }
                 _ => continue,
             };
-            let observed_at = match attr.get("observedAt") {
-                Some(t) => Some(self.time(t, id)?),
+            let observed_at = match observed {
+                Some(t) => Some(self.time(&small(t)?, &id)?),
                 None => entity_time,
             };
             if observed_at.is_none() {
@@ -209,15 +245,13 @@ impl NgsiLdDecoder {
                     "entity {id}: no observedAt on {key} and no dateObserved / observationDateTime"
                 )));
             }
-            let unit = attr
-                .get("unitCode")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| FRACTIONS.contains(&key.as_str()).then(|| "1".to_owned()));
+            let unit = unit
+                .map(Cow::into_owned)
+                .or_else(|| FRACTIONS.contains(&key.as_ref()).then(|| "1".to_owned()));
             out.push(Observation {
-                device_id: device.to_owned(),
-                domain_hint: Some(kind.to_owned()),
-                name: key.clone(),
+                device_id: device.clone(),
+                domain_hint: Some(kind.clone()),
+                name: key.clone().into_owned(),
                 value,
                 unit,
                 observed_at,

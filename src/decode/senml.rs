@@ -115,15 +115,17 @@ impl SenMlDecoder {
                 base.sum = bs;
             }
             let n = r.n.as_deref().unwrap_or("");
-            let full_name = format!("{}{n}", base.name);
-            if full_name.is_empty() {
+            // Only built for error messages: this is the hot path.
+            let full_name = || format!("{}{n}", base.name);
+            if base.name.is_empty() && n.is_empty() {
                 return Err(DecodeError::Schema(format!(
                     "record {i} has no name (bn + n)"
                 )));
             }
             let (device, metric) = split_name(&base.name, n, topic).ok_or_else(|| {
                 DecodeError::MissingDeviceId(format!(
-                    "record {i} ({full_name:?}): no device in the name or topic"
+                    "record {i} ({:?}): no device in the name or topic",
+                    full_name()
                 ))
             })?;
             let time = base.time + r.t.unwrap_or(0.0);
@@ -153,12 +155,14 @@ impl SenMlDecoder {
                 (None, None, None, None, Some(s)) => ObservedValue::Number(s + base.sum),
                 (None, None, None, None, None) => {
                     return Err(DecodeError::Schema(format!(
-                        "record {i} ({full_name}) has no value"
+                        "record {i} ({}) has no value",
+                        full_name()
                     )));
                 }
                 _ => {
                     return Err(DecodeError::Schema(format!(
-                        "record {i} ({full_name}) has more than one value"
+                        "record {i} ({}) has more than one value",
+                        full_name()
                     )));
                 }
             };
