@@ -163,10 +163,7 @@ async fn pm25(app: &TestApp, readings: &[(i64, f64)]) {
     let messages = readings
         .iter()
         .map(|(ago, v)| {
-            let local = (now - ago.minutes())
-                .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(7)))
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string();
+            let local = crate::common::tn_local(now - ago.minutes());
             let body = json!({"station":"TN-AQ-HUNGVUONG","ts":local,"d":[{"tag":"PM25","value":v,"unit":"ug/m3"}]});
             ("tn/ioc/air/TN-AQ-HUNGVUONG".to_string(), body.to_string().into_bytes())
         })

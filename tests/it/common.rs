@@ -370,3 +370,10 @@ impl Drop for VictoriaMetrics {
         self.stop();
     }
 }
+
+/// A time as the Thái Nguyên vendor writes it: naive local time (UTC+7), second precision.
+pub fn tn_local(t: jiff::Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(7)))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}

@@ -24,10 +24,7 @@ fn message(feed: usize, i: usize, base: Timestamp) -> (String, Vec<u8>) {
     let v = (i % 1000) as f64 / 10.0;
     match feed {
         TN => {
-            let local = at
-                .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(7)))
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string();
+            let local = crate::common::tn_local(at);
             let body = json!({"station": format!("TN-LOAD-{device:02}"), "ts": local, "status": "measuring",
                 "d": [{"tag":"PM25","value": v,"unit":"ug/m3"},{"tag":"PM10","value": v * 1.5,"unit":"ug/m3"}]});
             (

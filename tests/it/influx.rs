@@ -28,10 +28,7 @@ async fn influx_state(app: &TestApp) -> Value {
 }
 
 fn tn_message(device: &str, at: Timestamp, pm25: f64) -> (String, Vec<u8>) {
-    let local = at
-        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(7)))
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string();
+    let local = crate::common::tn_local(at);
     let body = json!({"station": device, "ts": local, "status": "measuring",
         "d": [{"tag": "PM25", "value": pm25, "unit": "ug/m3"}, {"tag": "NO2", "value": 40, "unit": "ug/m3"}]});
     (

@@ -6,14 +6,7 @@ use std::time::Duration;
 use jiff::{Timestamp, ToSpan};
 use serde_json::json;
 
-use crate::common::{TestApp, publish_all, wait_for};
-
-/// Naive local (UTC+7) time as the Thái Nguyên vendor writes it.
-fn tn_local(t: Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(7)))
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
+use crate::common::{TestApp, publish_all, tn_local, wait_for};
 
 fn minute_ago() -> Timestamp {
     let t = Timestamp::now() - 1.minute();

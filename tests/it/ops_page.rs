@@ -13,10 +13,7 @@ async fn the_ops_page_shows_each_city_live_in_a_browser() {
     };
     let app = TestApp::spawn().await;
     let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
-    let local = at
-        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(7)))
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string();
+    let local = crate::common::tn_local(at);
     let tn = json!({"station":"TN-WL-GIABAY","ts": local,"d":[{"tag":"MUCNUOC","value":25.4,"unit":"m"}]});
     publish_all(
         app.broker_port,
