@@ -133,20 +133,30 @@ pub struct LoadgenArgs {
     pub duration: std::time::Duration,
     pub devices: usize,
     pub readings: usize,
-    pub null_subscriber: bool,
+    pub consumer: Option<crate::loadgen::Consumer>,
+    pub window: u64,
+    pub warmup: std::time::Duration,
     pub api: Option<String>,
     pub paths: Vec<String>,
 }
 
 pub fn loadgen(a: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let summary = runtime()?.block_on(async {
-        match (&a.api, a.null_subscriber) {
-            (Some(base), _) => {
+        match &a.api {
+            Some(base) => {
                 crate::loadgen::probe_api(base, &a.paths, a.rate.max(1), a.duration).await
             }
-            (None, true) => crate::loadgen::null_subscriber(&a.broker, a.duration).await,
-            (None, false) => {
-                crate::loadgen::publish(&a.broker, a.rate, a.duration, a.devices, a.readings).await
+            None => {
+                let plan = crate::loadgen::PublishPlan {
+                    rate: a.rate,
+                    duration: a.duration,
+                    devices: a.devices,
+                    readings: a.readings,
+                    consumer: a.consumer,
+                    window: a.window,
+                    warmup: a.warmup,
+                };
+                crate::loadgen::publish(&a.broker, plan).await
             }
         }
     })?;

@@ -3,7 +3,13 @@
 //! subscriber receives, or probe API latency at a fixed request rate. Loopback only, bounded in
 //! count and time.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use jiff::Timestamp;
@@ -62,7 +68,13 @@ pub fn message(
         .enumerate()
         .map(|(k, m)| (*m, ((seq * 7 + k as u64 * 13) % 500) as f64 / 10.0 + 1.0))
         .collect();
-    formats::encode(device, at, &samples, "measuring")
+    formats::encode(
+        device,
+        at,
+        &samples,
+        "measuring",
+        formats::TimePrecision::Millisecond,
+    )
 }
 
 fn client(broker: &str, id: &str) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
@@ -79,55 +91,134 @@ fn client(broker: &str, id: &str) -> anyhow::Result<(AsyncClient, rumqttc::Event
     Ok(AsyncClient::new(o, 10_000))
 }
 
-/// Publish with QoS 1 at `rate` messages/s (0: as fast as possible) for `duration`. Message
-/// times are the publish time, at least a second apart per device (use enough devices for the
-/// rate: rate / 3 / devices per city ≤ 1), so commit − observed time is the publish →
-/// queryable latency. Returns a JSON summary.
-pub async fn publish(
-    broker: &str,
-    rate: u64,
-    duration: Duration,
-    per_city: usize,
-    readings: usize,
-) -> anyhow::Result<serde_json::Value> {
-    let devices = devices(per_city);
+/// The consumed count before the consumer is ready: far ahead of anything published.
+const NOT_READY: u64 = u64::MAX / 2;
+
+/// What to publish, and how fast.
+#[derive(Debug, Clone)]
+pub struct PublishPlan {
+    /// Messages per second; 0: as fast as the broker (and the consumer, if any) take them.
+    pub rate: u64,
+    pub duration: Duration,
+    /// Devices per city.
+    pub devices: usize,
+    pub readings: usize,
+    /// Pace publishing by this consumer and measure its rate.
+    pub consumer: Option<Consumer>,
+    /// With a consumer: at most this many messages published but not yet consumed, so the
+    /// broker's backlog (and memory) stays bounded and the consumer runs at its own limit.
+    pub window: u64,
+    /// With a consumer: the start of the run that is not measured.
+    pub warmup: Duration,
+}
+
+/// Who consumes what the load generator publishes.
+#[derive(Debug, Clone)]
+pub enum Consumer {
+    /// A QoS 1 subscriber in this process that only counts: the broker's delivery limit.
+    Null,
+    /// The aggregator at this API base URL: messages committed (stored, duplicate or
+    /// quarantined, then acked), from `/api/v1/feeds`.
+    Aggregator(String),
+}
+
+impl std::str::FromStr for Consumer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "null" => Ok(Consumer::Null),
+            url if url.starts_with("http://") => {
+                Ok(Consumer::Aggregator(url.trim_end_matches('/').to_owned()))
+            }
+            other => Err(format!(
+                "expected `null` or an API base URL like http://127.0.0.1:8080, got {other:?}"
+            )),
+        }
+    }
+}
+
+/// Publish with QoS 1 by `plan`, round-robin over the devices. Message times are the publish
+/// time with millisecond precision (distinct per device), so commit − observed time is the
+/// publish → queryable latency. Returns a JSON summary; with a consumer, its rate after the warm-up.
+pub async fn publish(broker: &str, plan: PublishPlan) -> anyhow::Result<serde_json::Value> {
+    let devices = devices(plan.devices);
     let (client, mut eventloop) = client(broker, &format!("ioc-loadgen-{}", std::process::id()))?;
-    let acks = tokio::spawn(async move {
-        let mut acked = 0u64;
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "Load generator connection failed.");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A consumer sets this to 0 once it is ready to count (subscribed, or has its baseline).
+    let consumed = Arc::new(AtomicU64::new(NOT_READY));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let consumer = match &plan.consumer {
+        None => None,
+        Some(Consumer::Null) => Some(tokio::spawn(null_subscriber(
+            broker.to_owned(),
+            Arc::clone(&consumed),
+            stop.clone(),
+        ))),
+        Some(Consumer::Aggregator(api)) => Some(tokio::spawn(follow_aggregator(
+            api.clone(),
+            Arc::clone(&consumed),
+            stop.clone(),
+        ))),
+    };
+    if consumer.is_some() {
+        // The subscription (or the aggregator's baseline) is in place before publishing.
+        wait_until(
+            || consumed.load(Ordering::Acquire) == 0,
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let acks = tokio::spawn({
+        let acked = Arc::clone(&acked);
+        async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        acked.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Load generator connection failed.");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             }
         }
-        acked
     });
     let start = Instant::now();
+    let mut measured: Option<(Instant, u64)> = None;
     let mut last_ms = vec![0i64; devices.len()];
     let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    while start.elapsed() < duration {
-        let quota = if rate == 0 {
+    while start.elapsed() < plan.duration {
+        if plan.consumer.is_some() && measured.is_none() && start.elapsed() >= plan.warmup {
+            measured = Some((Instant::now(), consumed.load(Ordering::Acquire)));
+        }
+        let mut quota = if plan.rate == 0 {
             1_000
         } else {
             tick.tick().await;
-            let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+            let due = (start.elapsed().as_secs_f64() * plan.rate as f64) as u64;
             due.saturating_sub(sent)
         };
+        if plan.consumer.is_some() {
+            let ahead = sent.saturating_sub(consumed.load(Ordering::Acquire));
+            quota = quota.min(plan.window.saturating_sub(ahead));
+            if quota == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        }
         for _ in 0..quota {
             let d = (sent % devices.len() as u64) as usize;
-            // Thái Nguyên and SenML times have one-second precision: one message per device
-            // per second at most, or they would (rightly) be deduplicated.
-            let ms = Timestamp::now().as_millisecond().max(last_ms[d] + 1_000);
+            // Times carry milliseconds; a device's messages never share one, or they would
+            // (rightly) be deduplicated.
+            let ms = Timestamp::now().as_millisecond().max(last_ms[d] + 1);
             last_ms[d] = ms;
             let at = Timestamp::from_millisecond(ms)?;
-            let (topic, payload) = message(&devices[d], at, sent, readings);
+            let (topic, payload) = message(&devices[d], at, sent, plan.readings);
             client
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await
@@ -136,47 +227,137 @@ pub async fn publish(
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    client.disconnect().await.ok();
-    let acked = tokio::time::timeout(Duration::from_secs(60), acks)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(0);
-    Ok(
-        json!({"mode": "publish", "sent": sent, "acked": acked, "seconds": elapsed, "rate_per_s": sent as f64 / elapsed}),
+    let consumer_rate = measured.map(|(t0, c0)| {
+        let c1 = consumed.load(Ordering::Acquire);
+        (c1 - c0) as f64 / t0.elapsed().as_secs_f64()
+    });
+    // Disconnecting drops what the client has not yet written: wait for every PUBACK first.
+    wait_until(
+        || acked.load(Ordering::Acquire) >= sent,
+        Duration::from_secs(60),
     )
+    .await;
+    client.disconnect().await.ok();
+    let _ = tokio::time::timeout(Duration::from_secs(10), acks).await;
+    let acked = acked.load(Ordering::Acquire);
+    // Let the consumer catch up with what is in flight, so the summary can say nothing was lost.
+    if consumer.is_some() {
+        wait_until(
+            || consumed.load(Ordering::Acquire) >= acked,
+            Duration::from_secs(120),
+        )
+        .await;
+    }
+    stop.cancel();
+    if let Some(task) = consumer {
+        task.await??;
+    }
+    let mut summary = json!({
+        "mode": "publish",
+        "sent": sent,
+        "acked": acked,
+        "seconds": elapsed,
+        "rate_per_s": sent as f64 / elapsed,
+    });
+    if let Some(rate) = consumer_rate {
+        summary["consumed"] = json!(consumed.load(Ordering::Acquire));
+        summary["consumer_rate_per_s"] = json!(rate);
+        summary["measured_seconds"] = json!(elapsed - plan.warmup.as_secs_f64());
+    }
+    Ok(summary)
 }
 
-/// A QoS 1 subscriber that only counts: the broker's delivery limit on this machine.
-pub async fn null_subscriber(
-    broker: &str,
-    duration: Duration,
-) -> anyhow::Result<serde_json::Value> {
-    let (client, mut eventloop) = client(broker, &format!("ioc-null-sub-{}", std::process::id()))?;
+async fn wait_until(done: impl Fn() -> bool, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A QoS 1 subscriber that only counts into `received`, until `stop`.
+async fn null_subscriber(
+    broker: String,
+    received: Arc<AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let (client, mut eventloop) = client(&broker, &format!("ioc-null-sub-{}", std::process::id()))?;
     for topic in ["tn/ioc/#", "sc/senml/#", "py/ngsi-ld/#"] {
         client.subscribe(topic, QoS::AtLeastOnce).await?;
     }
-    let mut received = 0u64;
-    let mut first: Option<Instant> = None;
-    let deadline = Instant::now() + duration + Duration::from_secs(30);
+    let mut subacks = 0;
     loop {
-        let elapsed = first.map(|f| f.elapsed());
-        if elapsed.is_some_and(|e| e >= duration) || Instant::now() > deadline {
-            break;
-        }
-        match tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::Publish(_)))) => {
-                first.get_or_insert_with(Instant::now);
-                received += 1;
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = stop.cancelled() => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::Publish(_))) => {
+                received.fetch_add(1, Ordering::AcqRel);
             }
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(e)) => anyhow::bail!("subscriber connection failed: {e}"),
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                subacks += 1;
+                if subacks == 3 {
+                    received.store(0, Ordering::Release);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => anyhow::bail!("null subscriber connection failed: {e}"),
         }
     }
-    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
-    Ok(
-        json!({"mode": "null-subscriber", "received": received, "seconds": seconds, "rate_per_s": received as f64 / seconds.max(1e-9)}),
-    )
+    client.disconnect().await.ok();
+    Ok(())
+}
+
+/// Follow the aggregator's count of committed messages (stored, duplicate or quarantined:
+/// each was committed and then acked), relative to when this started, until `stop`.
+async fn follow_aggregator(
+    api: String,
+    committed: Arc<AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    check_loopback(&api)?;
+    crate::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let url = format!("{api}/api/v1/feeds");
+    let count = async || -> anyhow::Result<u64> {
+        let body: serde_json::Value = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let feeds = body["feeds"]
+            .as_array()
+            .context("no feeds in /api/v1/feeds")?;
+        Ok(feeds
+            .iter()
+            .flat_map(|f| ["stored", "duplicate", "rejected"].map(|k| f["all_time"][k].as_u64()))
+            .map(|n| n.unwrap_or(0))
+            .sum())
+    };
+    let baseline = count().await.context("reading the aggregator's feeds")?;
+    committed.store(0, Ordering::Release);
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.cancelled() => return Ok(()),
+        }
+        match count().await {
+            Ok(n) => committed.store(n.saturating_sub(baseline), Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "Reading the aggregator's feeds failed."),
+        }
+    }
+}
+
+fn check_loopback(base: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(base)?;
+    anyhow::ensure!(
+        matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
+        "load tests target loopback only (got {base})"
+    );
+    Ok(())
 }
 
 /// GET each of `paths` in turn at `rate` requests/s for `duration`; latency percentiles.
@@ -186,11 +367,8 @@ pub async fn probe_api(
     rate: u64,
     duration: Duration,
 ) -> anyhow::Result<serde_json::Value> {
-    let url = url::Url::parse(base)?;
-    anyhow::ensure!(
-        matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
-        "load tests target loopback only"
-    );
+    check_loopback(base)?;
+    crate::install_crypto_provider();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;

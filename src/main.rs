@@ -49,9 +49,17 @@ enum Command {
         /// Readings per message.
         #[arg(long, default_value_t = 6)]
         readings: usize,
-        /// Count messages as a QoS 1 subscriber instead of publishing.
+        /// Pace publishing by a consumer and report its rate: `null` runs a QoS 1 subscriber
+        /// that only counts (the broker's limit); an API base URL follows that aggregator's
+        /// committed count.
         #[arg(long)]
-        null_subscriber: bool,
+        consumer: Option<ioc_aggregator::loadgen::Consumer>,
+        /// With --consumer: at most this many messages published but not yet consumed.
+        #[arg(long, default_value_t = 20_000)]
+        window: u64,
+        /// With --consumer: how long after the start the measurement begins.
+        #[arg(long, default_value = "5s")]
+        warmup: humantime::Duration,
         /// Probe this API base URL instead (e.g. http://127.0.0.1:8080).
         #[arg(long)]
         api: Option<String>,
@@ -95,7 +103,9 @@ fn main() -> std::process::ExitCode {
             duration,
             devices,
             readings,
-            null_subscriber,
+            consumer,
+            window,
+            warmup,
             api,
             paths,
         } => cli::loadgen(cli::LoadgenArgs {
@@ -104,7 +114,9 @@ fn main() -> std::process::ExitCode {
             duration: duration.into(),
             devices,
             readings,
-            null_subscriber,
+            consumer,
+            window,
+            warmup: warmup.into(),
             api,
             paths,
         }),

@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use jiff::Timestamp;
-use metrics::histogram;
+use metrics::{Histogram, histogram};
 use tokio::sync::mpsc;
 use tracing::{error, trace, warn};
 
@@ -34,11 +34,36 @@ pub struct Pending {
     pub ack: AckToken,
 }
 
-/// What the commit thread needs of each feed: where its acks go and its live stats.
-#[derive(Debug)]
+/// What the commit thread needs of each feed: where its acks go, its live stats and its
+/// latency histograms (registered once, not looked up per message).
 pub struct FeedLink {
-    pub acks: mpsc::UnboundedSender<AckToken>,
-    pub stats: Arc<FeedStats>,
+    acks: mpsc::UnboundedSender<AckToken>,
+    stats: Arc<FeedStats>,
+    /// Received → committed.
+    ingest_latency: Histogram,
+    /// Observed (the device's time) → committed: publish → queryable when devices publish
+    /// at once.
+    observed_to_commit: Histogram,
+}
+
+impl FeedLink {
+    pub fn new(acks: mpsc::UnboundedSender<AckToken>, stats: Arc<FeedStats>) -> FeedLink {
+        let feed = stats.feed.to_string();
+        FeedLink {
+            ingest_latency: histogram!(names::INGEST_LATENCY, "feed" => feed.clone()),
+            observed_to_commit: histogram!(names::OBSERVED_TO_COMMIT, "feed" => feed),
+            acks,
+            stats,
+        }
+    }
+}
+
+impl std::fmt::Debug for FeedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedLink")
+            .field("feed", &self.stats.feed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Turn one raw message into what the store keeps: its readings, or its quarantine record.
@@ -181,12 +206,12 @@ pub fn run_commits(
             }
             link.stats.committed(now, envelope.received_at);
             let latency = (now.as_millisecond() - envelope.received_at.as_millisecond()) as f64;
-            histogram!(names::INGEST_LATENCY).record(latency / 1000.0);
+            link.ingest_latency.record(latency / 1000.0);
             if let Content::Readings(r) = &envelope.content
                 && let Some(first) = r.first()
             {
                 let age = (now.as_millisecond() - first.observed_at.as_millisecond()) as f64;
-                histogram!(names::OBSERVED_TO_COMMIT).record(age / 1000.0);
+                link.observed_to_commit.record(age / 1000.0);
             }
             // The ack task may be gone at shutdown; the broker then redelivers, and the store
             // recognises the duplicate.

@@ -9,13 +9,31 @@ use super::Sample;
 use crate::config::DeviceConfig;
 use crate::model::{City, Domain};
 
+/// How precisely payloads carry the observation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimePrecision {
+    /// Whole seconds, as the IOCs' devices send them.
+    Second,
+    /// Milliseconds (the load generator: exact latencies, several messages per device-second).
+    /// Every decoder accepts it: fractional seconds in the Thái Nguyên time, a fractional SenML
+    /// `bt`, milliseconds in NGSI-LD's ISO 8601.
+    Millisecond,
+}
+
 /// Topic and payload of one device's samples at `at`.
 pub fn encode(
     device: &DeviceConfig,
     at: Timestamp,
     samples: &[Sample],
     status: &str,
+    precision: TimePrecision,
 ) -> (String, Vec<u8>) {
+    let at = match precision {
+        TimePrecision::Second => Timestamp::from_second(at.as_second()).unwrap_or(at),
+        TimePrecision::Millisecond => {
+            Timestamp::from_millisecond(at.as_millisecond()).unwrap_or(at)
+        }
+    };
     let (topic, body) = match device.city {
         City::ThaiNguyen => thai_nguyen(device, at, samples, status),
         City::SongCong => senml(device, at, samples, status),
@@ -24,9 +42,15 @@ pub fn encode(
     (topic, body.to_string().into_bytes())
 }
 
+/// Naive UTC+7 time; milliseconds only when there are any.
 fn local(at: Timestamp) -> String {
+    let format = if at.subsec_millisecond() == 0 {
+        "%Y-%m-%d %H:%M:%S"
+    } else {
+        "%Y-%m-%d %H:%M:%S%.3f"
+    };
     at.to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(7)))
-        .strftime("%Y-%m-%d %H:%M:%S")
+        .strftime(format)
         .to_string()
 }
 
@@ -121,7 +145,14 @@ fn senml(
     }
     if let Some(Value::Object(first)) = records.first_mut() {
         first.insert("bn".into(), json!(format!("urn:dev:sc:{}:", device.id)));
-        first.insert("bt".into(), json!(at.as_second()));
+        // SenML times are seconds as a number; keep milliseconds when there are any.
+        let ms = at.as_millisecond();
+        let bt = if ms % 1000 == 0 {
+            json!(ms / 1000)
+        } else {
+            json!(ms as f64 / 1000.0)
+        };
+        first.insert("bt".into(), bt);
     }
     (format!("sc/senml/{}", device.id), Value::Array(records))
 }

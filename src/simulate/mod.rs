@@ -76,7 +76,8 @@ impl Generator {
         for i in 0..self.devices.len() {
             let (samples, status) = self.sample(i, at);
             let device = &self.devices[i].device;
-            let (topic, payload) = formats::encode(device, at, &samples, status);
+            let (topic, payload) =
+                formats::encode(device, at, &samples, status, formats::TimePrecision::Second);
             let (city, device_id) = (device.city, device.id.clone());
             let malformed = self.rng.random::<f64>() < self.malformed_ratio;
             let payload = if malformed {
