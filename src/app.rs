@@ -41,6 +41,8 @@ pub struct App {
     feed_tasks: Vec<JoinHandle<()>>,
     connections: Vec<(JoinHandle<()>, JoinHandle<()>)>,
     commit_thread: Option<std::thread::JoinHandle<()>>,
+    /// The WAL checkpointer and its stop (after the commit thread is done).
+    checkpointer: Option<(std::thread::JoinHandle<()>, CancellationToken)>,
     /// Stops alert evaluation and webhook delivery (after the commit thread is done).
     alerts_stop: CancellationToken,
     alert_tasks: Vec<JoinHandle<()>>,
@@ -87,16 +89,12 @@ impl App {
                 intake.clone(),
             )));
             connections.push((poll_task, ack_task));
-            links.push(FeedLink {
-                acks,
-                stats: Arc::clone(&stats),
-            });
+            links.push(FeedLink::new(acks, Arc::clone(&stats)));
             feeds.push(stats);
         }
         drop(store_tx);
 
-        // Webhooks use reqwest with rustls; pick its crypto provider once per process.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let alerts_stop = CancellationToken::new();
         let alerts = if config.alerts.enabled {
             Some(
@@ -119,6 +117,8 @@ impl App {
             .unwrap_or_default();
 
         let writer = store.writer().context("opening the store writer")?;
+        let checkpoint_stop = CancellationToken::new();
+        let checkpointer = store.checkpointer(Duration::from_secs(1), checkpoint_stop.clone())?;
         let batch_max = config.store.batch_max_messages;
         let commit_thread = std::thread::Builder::new()
             .name("store-commit".into())
@@ -181,6 +181,7 @@ impl App {
             feed_tasks,
             connections,
             commit_thread: Some(commit_thread),
+            checkpointer: Some((checkpointer, checkpoint_stop)),
             alerts_stop,
             alert_tasks: alerts.map(|a| a.tasks).unwrap_or_default(),
             background,
@@ -210,6 +211,10 @@ impl App {
                 let _ = task.await;
             }
             if let Some(thread) = self.commit_thread.take() {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            if let Some((thread, stop)) = self.checkpointer.take() {
+                stop.cancel();
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
             for (poll, ack) in self.connections.drain(..) {

@@ -119,6 +119,10 @@ pub struct ApiConfig {
     /// Requests taking longer than this get 503 (SSE streams are exempt).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How often the overview (`/api/v1/overview`, `/api/v1/cities/{city}`) is recomputed in
+    /// the background; requests get the latest one. Zero: computed on every request.
+    #[serde(with = "humantime_serde")]
+    pub overview_refresh: Duration,
 }
 
 impl Default for ApiConfig {
@@ -126,6 +130,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout: Duration::from_secs(10),
+            overview_refresh: Duration::from_secs(1),
         }
     }
 }
@@ -168,8 +173,8 @@ impl Default for StoreConfig {
             synchronous: Synchronous::Full,
             retention: Duration::from_secs(30 * 86_400),
             reject_retention: Duration::from_secs(14 * 86_400),
-            batch_max_messages: 2_000,
-            queue_capacity: 4_096,
+            batch_max_messages: 10_000,
+            queue_capacity: 8_192,
             read_connections: 4,
         }
     }

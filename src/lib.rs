@@ -60,3 +60,9 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod loadgen;
+
+/// Pick rustls's crypto provider (ring) for this process; HTTPS clients built with reqwest's
+/// `rustls-no-provider` (webhooks, the API probe of `loadgen`) need it. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -27,6 +27,8 @@ pub mod names {
     pub const IN_FLIGHT: &str = "ioc_messages_in_flight";
     pub const COMMIT_SECONDS: &str = "ioc_store_commit_seconds";
     pub const COMMIT_BATCH: &str = "ioc_store_commit_batch_messages";
+    /// Pages in the write-ahead log after the last checkpoint.
+    pub const WAL_PAGES: &str = "ioc_store_wal_pages";
     pub const COMMIT_ERRORS: &str = "ioc_store_commit_errors_total";
     pub const INGEST_LATENCY: &str = "ioc_ingest_latency_seconds";
     /// Commit time minus observation time: how old data is when it becomes queryable (with the

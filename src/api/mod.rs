@@ -37,6 +37,8 @@ pub struct ApiState {
     pub metrics: PrometheusHandle,
     /// Cancelled when the service starts draining: `/readyz` turns 503.
     pub draining: CancellationToken,
+    /// The latest overview of the three cities.
+    pub overview: Arc<overview::OverviewCache>,
 }
 
 impl ApiState {
@@ -50,11 +52,12 @@ impl ApiState {
         draining: CancellationToken,
     ) -> ApiState {
         ApiState {
-            config,
             store,
             feeds: feeds.into(),
             influx,
             webhook_wakes,
+            overview: Arc::new(overview::OverviewCache::new(config.api.overview_refresh)),
+            config,
             metrics,
             draining,
         }
@@ -121,6 +124,7 @@ async fn ops_page() -> axum::response::Html<&'static str> {
 
 /// Serve until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, state: ApiState, stop: CancellationToken) {
+    tokio::spawn(overview::keep_fresh(state.clone(), stop.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -2,17 +2,26 @@
 //! health, devices online, readings in the last hour, VN_AQI per air station, river levels
 //! against flood alarm levels, traffic and lighting.
 
-use axum::{
-    Json,
-    extract::{Path, State},
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
 };
+
+use axum::{
+    extract::{Path, State},
+    http::header,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use super::{
     ApiState,
     devices::{DeviceView, Presence, view},
-    error::{ApiError, ApiResult},
+    error::ApiError,
     feeds::{FeedHealth, feed_health, silence_threshold},
 };
 use crate::{
@@ -20,19 +29,125 @@ use crate::{
     store::{AlertFilter, DeviceFilter, StoreError},
 };
 
-pub async fn overview(State(state): State<ApiState>) -> ApiResult<Value> {
-    let now = Timestamp::now();
-    let mut cities = Vec::new();
-    for city in City::ALL {
-        cities.push(summary(&state, city, now).await?);
-    }
-    Ok(Json(json!({ "generated_at": now, "cities": cities })))
+pub async fn overview(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let snapshot = state.overview.get(&state).await?;
+    Ok(json_response(snapshot.overview.clone()))
 }
 
-pub async fn city(State(state): State<ApiState>, Path(city): Path<String>) -> ApiResult<Value> {
+pub async fn city(
+    State(state): State<ApiState>,
+    Path(city): Path<String>,
+) -> Result<Response, ApiError> {
     let city: City = city.parse().map_err(ApiError::NotFound)?;
-    let now = Timestamp::now();
-    Ok(Json(summary(&state, city, now).await?))
+    let snapshot = state.overview.get(&state).await?;
+    let body = snapshot
+        .cities
+        .iter()
+        .find(|(c, _)| *c == city)
+        .map(|(_, b)| b.clone())
+        .unwrap_or_default();
+    Ok(json_response(body))
+}
+
+fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The overview is what every wall screen polls, and computing it reads every device of every
+/// city. So it is computed off the request path, every `api.overview_refresh`, and requests are
+/// answered from the latest snapshot (its `generated_at` says when). When computing it gets
+/// expensive (a very large device fleet), refreshes back off so that they never take more than
+/// about a fifth of one core from ingest. A zero refresh computes it on every request.
+#[derive(Debug)]
+pub struct OverviewCache {
+    refresh: Duration,
+    latest: RwLock<Option<Arc<Snapshot>>>,
+    /// One computation at a time: concurrent requests without a snapshot share it.
+    computing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    overview: Bytes,
+    cities: Vec<(City, Bytes)>,
+}
+
+impl OverviewCache {
+    pub fn new(refresh: Duration) -> OverviewCache {
+        OverviewCache {
+            refresh,
+            latest: RwLock::new(None),
+            computing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn get(&self, state: &ApiState) -> Result<Arc<Snapshot>, StoreError> {
+        if !self.refresh.is_zero()
+            && let Some(s) = self.latest()
+        {
+            return Ok(s);
+        }
+        let _one = self.computing.lock().await;
+        if !self.refresh.is_zero()
+            && let Some(s) = self.latest()
+        {
+            return Ok(s); // computed while this request waited
+        }
+        self.compute(state).await
+    }
+
+    fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn compute(&self, state: &ApiState) -> Result<Arc<Snapshot>, StoreError> {
+        let now = Timestamp::now();
+        let mut cities = Vec::new();
+        for city in City::ALL {
+            cities.push((city, summary(state, city, now).await?));
+        }
+        let overview = json!({
+            "generated_at": now,
+            "cities": cities.iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        });
+        let snapshot = Arc::new(Snapshot {
+            overview: Bytes::from(overview.to_string()),
+            cities: cities
+                .into_iter()
+                .map(|(c, mut v)| {
+                    v["generated_at"] = json!(now);
+                    (c, Bytes::from(v.to_string()))
+                })
+                .collect(),
+        });
+        *self.latest.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&snapshot));
+        Ok(snapshot)
+    }
+}
+
+/// Keep the overview snapshot fresh until `stop` (nothing to do with a zero refresh).
+pub async fn keep_fresh(state: ApiState, stop: CancellationToken) {
+    let cache = Arc::clone(&state.overview);
+    if cache.refresh.is_zero() {
+        return;
+    }
+    loop {
+        let started = Instant::now();
+        {
+            let _one = cache.computing.lock().await;
+            if let Err(e) = cache.compute(&state).await {
+                warn!(error = %e, "Computing the overview failed; serving the previous one.");
+            }
+        }
+        let wait = cache.refresh.max(started.elapsed() * 4);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 async fn summary(state: &ApiState, city: City, now: Timestamp) -> Result<Value, StoreError> {

@@ -97,6 +97,57 @@ impl Store {
         StoreWriter::new(conn, &self.inner.config)
     }
 
+    #[cfg(test)]
+    fn connection_for_tests(&self) -> Connection {
+        open_connection(
+            &self.inner.config.path,
+            self.inner.config.synchronous,
+            false,
+        )
+        .unwrap()
+    }
+
+    /// Copy the WAL into the database every `every`, on a thread of its own, until `stop`;
+    /// a last checkpoint on the way out. PASSIVE: it never waits for the writer or readers, so
+    /// ingest never waits for it.
+    pub fn checkpointer(
+        &self,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let config = self.inner.config.clone();
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || {
+                let conn = match open_connection(&config.path, config.synchronous, false) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot open the checkpoint connection; the WAL will grow.");
+                        return;
+                    }
+                };
+                loop {
+                    let deadline = std::time::Instant::now() + every;
+                    while std::time::Instant::now() < deadline && !stop.is_cancelled() {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                    });
+                    match result {
+                        Ok((wal_pages, done)) => {
+                            metrics::gauge!(crate::stats::names::WAL_PAGES).set(wal_pages as f64);
+                            tracing::trace!(wal_pages, done, "Checkpointed.");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry."),
+                    }
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                }
+            })
+    }
+
     /// Run a write on the side connection, off the async runtime.
     pub(crate) async fn side_write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -206,6 +257,11 @@ fn open_connection(
     conn.busy_timeout(Duration::from_secs(10))?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // No automatic checkpoints: SQLite would run them inside whichever commit crosses
+        // the threshold, on the commit thread. `Store::checkpointer` does them instead.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Once checkpointed and restarted, the WAL file is truncated back to this size.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     }
     conn.pragma_update(
         None,
@@ -215,10 +271,16 @@ fn open_connection(
             Synchronous::Normal => "NORMAL",
         },
     )?;
-    conn.pragma_update(None, "cache_size", -32_000)?; // 32 MB
+    // Page cache in KiB (negative): the writer's index inserts want it; readers share the OS
+    // page cache, so theirs stays small (it is per connection, and there are several).
+    let cache_kib = if read_only { 8_000 } else { 32_000 };
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
+
+/// The resolution of the rollups.
+pub(crate) const MINUTE_MS: i64 = 60_000;
 
 pub(crate) fn status_code(s: Status) -> i64 {
     match s {

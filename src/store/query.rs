@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, params_from_iter, types::Value as Sql};
 use serde::Serialize;
 
-use super::{Store, StoreError, status_from_code, ts};
+use super::{MINUTE_MS, Store, StoreError, status_from_code, ts};
 use crate::model::{City, Domain, Location, Status};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -362,15 +362,14 @@ impl Store {
         .await
     }
 
-    /// Readings observed in the last hour, per city (one index range per series).
+    /// Readings observed in the last hour (by whole minutes), per city, from the rollups.
     pub async fn city_summary(&self, now: Timestamp) -> Result<Vec<CitySummary>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT s.city, COUNT(r.id) FROM series s
-                 JOIN readings r ON r.series_id = s.id AND r.observed_at >= ?1 AND r.observed_at <= ?2
-                 GROUP BY s.city",
+                "SELECT city, SUM(count) FROM rollup_minute
+                 WHERE minute >= ?1 AND minute <= ?2 GROUP BY city",
             )?;
-            let since = now.as_millisecond() - HOUR_MS;
+            let since = (now.as_millisecond() - HOUR_MS).div_euclid(MINUTE_MS) * MINUTE_MS;
             let rows = stmt.query_map([since, now.as_millisecond()], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
             })?;
@@ -560,7 +559,63 @@ fn devices(conn: &Connection, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, S
     Ok(rows)
 }
 
+/// City- or domain-wide buckets of whole minutes come from the minute rollups (`from` and `to`
+/// then count whole minutes: the minutes holding them are included); per-device queries and
+/// finer buckets read the readings.
 fn aggregates(conn: &Connection, q: &AggregateQuery) -> Result<Vec<Bucket>, StoreError> {
+    if q.device_id.is_none() && !q.group_by_device && q.every_ms % MINUTE_MS == 0 {
+        aggregates_from_rollups(conn, q)
+    } else {
+        aggregates_from_readings(conn, q)
+    }
+}
+
+pub(super) fn aggregates_from_rollups(
+    conn: &Connection,
+    q: &AggregateQuery,
+) -> Result<Vec<Bucket>, StoreError> {
+    let mut w = Where::default();
+    w.add("metric = ?", q.metric.clone());
+    if let Some(city) = q.city {
+        w.add("city = ?", city.as_str().to_owned());
+    }
+    if let Some(domain) = q.domain {
+        w.add("domain = ?", domain.as_str().to_owned());
+    }
+    w.add(
+        "minute >= ?",
+        q.from.as_millisecond().div_euclid(MINUTE_MS) * MINUTE_MS,
+    );
+    w.add("minute < ?", q.to.as_millisecond());
+    let every = q.every_ms.max(MINUTE_MS);
+    let bucket =
+        format!("(((minute + {LOCAL_OFFSET_MS}) / {every}) * {every} - {LOCAL_OFFSET_MS})");
+    let sql = format!(
+        "SELECT {bucket} AS b, SUM(count), SUM(sum) / SUM(count), MIN(min), MAX(max), SUM(sum)
+         FROM rollup_minute {} GROUP BY b ORDER BY b",
+        w.sql()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(w.params.iter()), |row| {
+        let start: i64 = row.get(0)?;
+        Ok(Bucket {
+            bucket_start: ts(start),
+            bucket_end: ts(start + every),
+            device_id: None,
+            count: row.get(1)?,
+            mean: row.get(2)?,
+            min: row.get(3)?,
+            max: row.get(4)?,
+            sum: row.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn aggregates_from_readings(
+    conn: &Connection,
+    q: &AggregateQuery,
+) -> Result<Vec<Bucket>, StoreError> {
     let mut w = Where::default();
     w.add("s.metric = ?", q.metric.clone());
     if let Some(city) = q.city {

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 -- One row per device × metric: the writer caches ids, the API reads latest values here.
@@ -35,6 +35,21 @@ CREATE TABLE IF NOT EXISTS readings (
     UNIQUE (series_id, observed_at)
 );
 CREATE INDEX IF NOT EXISTS readings_observed ON readings (observed_at);
+
+-- Per-minute aggregates per city × domain × metric, written in the same transaction as the
+-- readings they count: city- and domain-wide aggregates read these instead of every reading.
+CREATE TABLE IF NOT EXISTS rollup_minute (
+    metric TEXT NOT NULL,
+    city   TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    minute INTEGER NOT NULL,  -- UTC ms, start of the minute
+    count  INTEGER NOT NULL,
+    sum    REAL NOT NULL,
+    min    REAL NOT NULL,
+    max    REAL NOT NULL,
+    PRIMARY KEY (metric, city, domain, minute)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollup_minute_time ON rollup_minute (minute);
 
 CREATE TABLE IF NOT EXISTS devices (
     device_id              TEXT PRIMARY KEY,
@@ -142,7 +157,20 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
             "database schema version {version} is newer than this build understands ({VERSION})"
         )));
     }
-    conn.execute_batch(SCHEMA)?;
-    conn.pragma_update(None, "user_version", VERSION)?;
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    if version < 3 {
+        // Version 3 added the minute rollups: build them from the readings already kept.
+        tx.execute_batch(
+            "DELETE FROM rollup_minute;
+             INSERT INTO rollup_minute (metric, city, domain, minute, count, sum, min, max)
+             SELECT s.metric, s.city, s.domain, (r.observed_at / 60000) * 60000,
+                    COUNT(*), SUM(r.value), MIN(r.value), MAX(r.value)
+             FROM readings r JOIN series s ON s.id = r.series_id
+             GROUP BY 1, 2, 3, 4;",
+        )?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
     Ok(())
 }

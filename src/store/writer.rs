@@ -7,10 +7,10 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::{StoreError, status_code};
+use super::{MINUTE_MS, StoreError, status_code};
 use crate::{
     config::{DeviceConfig, StoreConfig},
-    model::{FeedId, Reading, Rejection},
+    model::{City, Domain, FeedId, Reading, Rejection},
 };
 
 /// One message as it reaches the store.
@@ -127,6 +127,7 @@ impl StoreWriter {
         let mut feeds: HashMap<&str, FeedDelta> = HashMap::new();
         let mut latest: HashMap<i64, (i64, f64, i64)> = HashMap::new();
         let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
+        let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO readings (series_id, observed_at, value, status, received_at)
@@ -153,6 +154,15 @@ impl StoreWriter {
                             ])?;
                             if n == 1 {
                                 inserted += 1;
+                                rollup
+                                    .entry((
+                                        r.metric,
+                                        r.city,
+                                        r.domain,
+                                        observed.div_euclid(MINUTE_MS) * MINUTE_MS,
+                                    ))
+                                    .or_insert_with(Rollup::empty)
+                                    .add(r.value);
                                 let e = latest.entry(sid).or_insert((observed, r.value, status));
                                 if observed >= e.0 {
                                     *e = (observed, r.value, status);
@@ -226,6 +236,7 @@ impl StoreWriter {
         write_latest(&tx, &latest)?;
         write_devices(&tx, &touched, &self.devices)?;
         write_counters(&tx, &feeds)?;
+        write_rollups(&tx, &rollup)?;
         tx.commit()?;
         Ok(outcomes)
     }
@@ -244,6 +255,10 @@ impl StoreWriter {
             "DELETE FROM rejects WHERE id IN
                (SELECT id FROM rejects WHERE received_at < ?1 LIMIT ?2)",
             params![now_ms - self.reject_retention_ms, CHUNK as i64],
+        )?;
+        self.conn.execute(
+            "DELETE FROM rollup_minute WHERE minute + ?1 <= ?2",
+            params![MINUTE_MS, now_ms - self.retention_ms],
         )?;
         Ok(PruneStats { readings, rejects })
     }
@@ -392,6 +407,63 @@ fn write_devices(
             last_observed,
             status_code(r.status),
             learned,
+        ])?;
+    }
+    Ok(())
+}
+
+/// metric, city, domain, minute start (UTC ms).
+type RollupKey = (&'static str, City, Domain, i64);
+
+/// Count, sum, min and max of the readings a batch stored in one rollup minute.
+struct Rollup {
+    count: i64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Rollup {
+    fn empty() -> Rollup {
+        Rollup {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    fn add(&mut self, v: f64) {
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+}
+
+fn write_rollups(
+    tx: &rusqlite::Transaction<'_>,
+    rollup: &HashMap<RollupKey, Rollup>,
+) -> Result<(), StoreError> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO rollup_minute (metric, city, domain, minute, count, sum, min, max)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (metric, city, domain, minute) DO UPDATE SET
+           count = count + excluded.count,
+           sum = sum + excluded.sum,
+           min = MIN(min, excluded.min),
+           max = MAX(max, excluded.max)",
+    )?;
+    for ((metric, city, domain, minute), r) in rollup {
+        upsert.execute(params![
+            metric,
+            city.as_str(),
+            domain.as_str(),
+            minute,
+            r.count,
+            r.sum,
+            r.min,
+            r.max
         ])?;
     }
     Ok(())

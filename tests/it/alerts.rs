@@ -195,8 +195,15 @@ async fn a_sustained_pm25_spike_fires_once_and_resolves_once() {
     .await;
     let active = app.get("/api/v1/alerts?state=active").await;
     assert_eq!(active["count"], 1);
-    let overview = app.get("/api/v1/cities/thai-nguyen").await;
-    assert_eq!(overview["active_alerts"][0]["rule"], "pm25_high");
+    // The city summary is a snapshot refreshed every second.
+    wait_for(
+        "the alert on the city summary",
+        Duration::from_secs(10),
+        || async {
+            app.get("/api/v1/cities/thai-nguyen").await["active_alerts"][0]["rule"] == "pm25_high"
+        },
+    )
+    .await;
 
     pm25(&app, &[(30, 55.0), (25, 40.0)]).await;
     wait_for(

@@ -99,6 +99,19 @@ async fn each_city_format_published_over_mqtt_is_readable_through_the_api() {
         .unwrap();
     assert_eq!(pm25["value"], 41.0);
 
+    // The overview is a snapshot refreshed every `api.overview_refresh` (1 s by default).
+    wait_for(
+        "the overview to show all three cities",
+        Duration::from_secs(10),
+        || async {
+            let o = app.get("/api/v1/overview").await;
+            o["cities"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .all(|c| c["readings_last_hour"].as_u64() >= Some(1))
+            })
+        },
+    )
+    .await;
     let overview = app.get("/api/v1/overview").await;
     let cities = overview["cities"].as_array().unwrap();
     assert_eq!(cities.len(), 3);
