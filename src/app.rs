@@ -119,11 +119,14 @@ impl App {
         let writer = store.writer().context("opening the store writer")?;
         let checkpoint_stop = CancellationToken::new();
         let checkpointer = store.checkpointer(Duration::from_secs(1), checkpoint_stop.clone())?;
-        let batch_max = config.store.batch_max_messages;
+        let batch = pipeline::Batching {
+            max_messages: config.store.batch_max_messages,
+            linger: config.store.commit_linger,
+        };
         let commit_thread = std::thread::Builder::new()
             .name("store-commit".into())
             .spawn(move || {
-                pipeline::run_commits(writer, store_rx, links, batch_max, |envelopes, outcomes| {
+                pipeline::run_commits(writer, store_rx, links, batch, |envelopes, outcomes| {
                     let Some(alerts) = &alert_input else { return };
                     let readings = pipeline::stored_readings(envelopes, outcomes);
                     if !readings.is_empty() {

@@ -217,7 +217,7 @@ pub struct AqiResult {
 }
 
 /// Hourly mean concentrations (µg/m³) of one station, keyed by the hour's start (UTC ms).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HourlyMeans {
     by_pollutant: HashMap<Pollutant, BTreeMap<i64, f64>>,
 }

@@ -160,6 +160,10 @@ pub struct StoreConfig {
     pub reject_retention: Duration,
     /// Most messages committed in one transaction.
     pub batch_max_messages: usize,
+    /// How long a commit waits for more messages after the first one, so that commits under
+    /// load are few and large (each rewrites every index page it touched).
+    #[serde(with = "humantime_serde")]
+    pub commit_linger: Duration,
     /// Capacity of the queue in front of the store writer, in messages.
     pub queue_capacity: usize,
     /// Read connections for API queries.
@@ -174,6 +178,7 @@ impl Default for StoreConfig {
             retention: Duration::from_secs(30 * 86_400),
             reject_retention: Duration::from_secs(14 * 86_400),
             batch_max_messages: 10_000,
+            commit_linger: Duration::from_millis(20),
             queue_capacity: 8_192,
             read_connections: 4,
         }

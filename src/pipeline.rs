@@ -167,23 +167,41 @@ pub fn stored_readings(envelopes: &[Envelope], outcomes: &[Outcome]) -> Vec<Read
         .collect()
 }
 
-/// The commit loop, on its own OS thread (SQLite is blocking). Commits whatever is queued, up to
-/// `batch_max` messages per transaction, then acks. Ends when every feed task has ended.
+/// How the commit loop groups messages into transactions.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    pub max_messages: usize,
+    /// How long to wait after the first message for more (group commit).
+    pub linger: Duration,
+}
+
+/// The commit loop, on its own OS thread (SQLite is blocking). Commits what arrives within
+/// `linger` of the first queued message, up to `max_messages` per transaction, then acks. Ends
+/// when every feed task has ended.
+///
+/// Why linger: a commit's cost is mostly fixed (it rewrites each index page it touched, one per
+/// active series, and syncs). Committing the moment anything is queued gives tiny, expensive
+/// commits under load that burn the CPU the decoders need, which keeps batches tiny.
 pub fn run_commits(
     mut writer: StoreWriter,
     mut queue: mpsc::Receiver<Pending>,
     feeds: Vec<FeedLink>,
-    batch_max: usize,
+    batching: Batching,
     on_commit: impl Fn(&[Envelope], &[Outcome]),
 ) {
+    let batch_max = batching.max_messages;
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
     let mut envelopes: Vec<Envelope> = Vec::with_capacity(batch_max);
     let mut last_prune = std::time::Instant::now();
     while let Some(first) = queue.blocking_recv() {
+        let deadline = std::time::Instant::now() + batching.linger;
         batch.push(first);
         while batch.len() < batch_max {
             match queue.try_recv() {
                 Ok(p) => batch.push(p),
+                Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 Err(_) => break,
             }
         }

@@ -17,7 +17,7 @@ use std::{
 };
 
 use axum::{Router, http::StatusCode, routing::get};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
@@ -64,12 +64,24 @@ impl ApiState {
     }
 }
 
+/// Bucket bounds of every `*_seconds` histogram, 1 ms to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75,
+    1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
 /// The process-wide Prometheus recorder (installed once, shared by every app in the process).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Latencies as histograms with fixed buckets: cumulative since start, so any window
+            // (a benchmark phase, a Prometheus rate) gets exact bucket counts, and they add up
+            // across instances, which summaries do not.
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .expect("non-empty buckets")
+                .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder is installed (e.g. a test harness); then our
             // handle renders nothing, which is visible, not silent.

@@ -105,9 +105,10 @@ impl OverviewCache {
 
     async fn compute(&self, state: &ApiState) -> Result<Arc<Snapshot>, StoreError> {
         let now = Timestamp::now();
+        let mut inputs = inputs(state, now).await?;
         let mut cities = Vec::new();
         for city in City::ALL {
-            cities.push((city, summary(state, city, now).await?));
+            cities.push((city, summary(state, city, &mut inputs, now).await?));
         }
         let overview = json!({
             "generated_at": now,
@@ -150,24 +151,33 @@ pub async fn keep_fresh(state: ApiState, stop: CancellationToken) {
     }
 }
 
-async fn summary(state: &ApiState, city: City, now: Timestamp) -> Result<Value, StoreError> {
-    let filter = DeviceFilter {
-        city: Some(city),
-        domain: None,
-        device_id: None,
-    };
-    let devices: Vec<DeviceView> = state
-        .store
-        .devices(&filter)
-        .await?
+/// What the summaries of all cities share: one read of the devices and of the counts.
+struct Inputs {
+    devices: Vec<crate::store::DeviceRow>,
+    readings_last_hour: Vec<crate::store::CitySummary>,
+}
+
+async fn inputs(state: &ApiState, now: Timestamp) -> Result<Inputs, StoreError> {
+    Ok(Inputs {
+        devices: state.store.devices(&DeviceFilter::default()).await?,
+        readings_last_hour: state.store.city_summary(now).await?,
+    })
+}
+
+async fn summary(
+    state: &ApiState,
+    city: City,
+    inputs: &mut Inputs,
+    now: Timestamp,
+) -> Result<Value, StoreError> {
+    let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut inputs.devices)
         .into_iter()
-        .map(|d| view(d, state, now))
-        .collect();
-    let readings_last_hour = state
-        .store
-        .city_summary(now)
-        .await?
-        .into_iter()
+        .partition(|d| d.city == city);
+    inputs.devices = others;
+    let devices: Vec<DeviceView> = mine.into_iter().map(|d| view(d, state, now)).collect();
+    let readings_last_hour = inputs
+        .readings_last_hour
+        .iter()
         .find(|c| c.city == city)
         .map(|c| c.readings_last_hour)
         .unwrap_or(0);
@@ -210,6 +220,7 @@ async fn summary(state: &ApiState, city: City, now: Timestamp) -> Result<Value, 
 
     let count = |p: Presence| devices.iter().filter(|d| d.state == p).count();
     let mut air = Vec::new();
+    let mut categories: std::collections::BTreeMap<String, usize> = Default::default();
     for d in devices
         .iter()
         .filter(|d| d.device.domain == Domain::AirQuality)
@@ -218,13 +229,39 @@ async fn summary(state: &ApiState, city: City, now: Timestamp) -> Result<Value, 
             .store
             .latest_hourly_aqi(&d.device.device_id, now)
             .await?;
-        air.push(json!({
-            "station": d.device.device_id,
-            "name": d.device.name,
-            "online": d.online,
-            "aqi": aqi,
-        }));
+        let category = aqi.as_ref().map_or("unknown".to_owned(), |a| {
+            serde_json::to_value(a.category)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        });
+        *categories.entry(category).or_default() += 1;
+        air.push((
+            aqi.as_ref().map(|a| a.aqi),
+            json!({
+                "station": d.device.device_id,
+                "name": d.device.name,
+                "online": d.online,
+                "aqi": aqi,
+            }),
+        ));
     }
+    let air_stations = air.len();
+    // Worst first, and only as many as a wall screen shows: a large fleet would otherwise make
+    // every poll megabytes. Every station is in /api/v1/devices and /api/v1/aqi.
+    air.sort_by_key(|(aqi, _)| std::cmp::Reverse(*aqi));
+    air.truncate(OVERVIEW_LIST_MAX);
+    let air: Vec<Value> = air.into_iter().map(|(_, v)| v).collect();
+    let mut water = water_levels(&devices);
+    let gauges = water.len();
+    water.sort_by(|a, b| {
+        let level = |v: &Value| v["alarm_level"].as_u64().unwrap_or(0);
+        let margin = |v: &Value| v["to_next_level_m"].as_f64().unwrap_or(f64::INFINITY);
+        level(b)
+            .cmp(&level(a))
+            .then(margin(a).total_cmp(&margin(b)))
+    });
+    water.truncate(OVERVIEW_LIST_MAX);
     let alerts: Vec<Value> = state
         .store
         .alerts(&AlertFilter {
@@ -261,11 +298,17 @@ async fn summary(state: &ApiState, city: City, now: Timestamp) -> Result<Value, 
         },
         "readings_last_hour": readings_last_hour,
         "air_quality": air,
-        "water_levels": water_levels(&devices),
+        "air_quality_stations": air_stations,
+        "air_quality_categories": categories,
+        "water_levels": water,
+        "water_gauges": gauges,
         "traffic": traffic(&devices),
         "lighting": lighting(&devices),
     }))
 }
+
+/// At most this many air stations and river gauges per city in the overview, worst first.
+const OVERVIEW_LIST_MAX: usize = 50;
 
 fn latest(d: &DeviceView, metric: &str) -> Option<(f64, Timestamp)> {
     d.device

@@ -5,6 +5,7 @@
 //! connections used from `spawn_blocking` by the API.
 
 mod alerts;
+mod hourly;
 mod query;
 mod schema;
 mod writer;
@@ -54,6 +55,8 @@ struct Inner {
     /// A second write connection for rare side writes (log cursors, points a downstream store
     /// refused), opened on first use; SQLite serialises it with the commit thread's.
     side: Mutex<Option<Connection>>,
+    /// Hourly pollutant means of the last hours per station, for the current VN_AQI.
+    hourly: Arc<hourly::HourlyPollutants>,
 }
 
 impl std::fmt::Debug for Store {
@@ -74,6 +77,8 @@ impl Store {
         let conn = open_connection(&config.path, config.synchronous, false)?;
         schema::migrate(&conn)?;
         writer::upsert_catalogue(&conn, devices)?;
+        let hourly = Arc::new(hourly::HourlyPollutants::default());
+        load_hourly(&conn, &hourly, jiff::Timestamp::now())?;
         drop(conn);
         let readers = (0..config.read_connections)
             .map(|_| open_connection(&config.path, config.synchronous, true))
@@ -83,6 +88,7 @@ impl Store {
                 config: config.clone(),
                 readers: Mutex::new(readers),
                 side: Mutex::new(None),
+                hourly,
             }),
         })
     }
@@ -94,7 +100,7 @@ impl Store {
             self.inner.config.synchronous,
             false,
         )?;
-        StoreWriter::new(conn, &self.inner.config)
+        StoreWriter::new(conn, &self.inner.config, Arc::clone(&self.inner.hourly))
     }
 
     #[cfg(test)]
@@ -108,8 +114,7 @@ impl Store {
     }
 
     /// Copy the WAL into the database every `every`, on a thread of its own, until `stop`;
-    /// a last checkpoint on the way out. PASSIVE: it never waits for the writer or readers, so
-    /// ingest never waits for it.
+    /// a last checkpoint on the way out. See [`checkpoint`].
     pub fn checkpointer(
         &self,
         every: Duration,
@@ -126,18 +131,19 @@ impl Store {
                         return;
                     }
                 };
+                // A RESTART checkpoint holds off writers while it waits for readers: give up
+                // soon and try again next round rather than stall ingest.
+                if let Err(e) = conn.busy_timeout(Duration::from_millis(CHECKPOINT_WAIT_MS)) {
+                    tracing::warn!(error = %e, "Cannot set the checkpoint busy timeout.");
+                }
                 loop {
                     let deadline = std::time::Instant::now() + every;
                     while std::time::Instant::now() < deadline && !stop.is_cancelled() {
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                    let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-                    });
-                    match result {
-                        Ok((wal_pages, done)) => {
-                            metrics::gauge!(crate::stats::names::WAL_PAGES).set(wal_pages as f64);
-                            tracing::trace!(wal_pages, done, "Checkpointed.");
+                    match checkpoint(&conn) {
+                        Ok(wal_pages) => {
+                            metrics::gauge!(crate::stats::names::WAL_PAGES).set(wal_pages as f64)
                         }
                         Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry."),
                     }
@@ -239,6 +245,64 @@ impl Store {
         .await
         .map_err(|e| StoreError::Join(e.to_string()))?
     }
+}
+
+/// Build the in-memory hourly pollutant means from the readings of the hours they cover.
+fn load_hourly(
+    conn: &Connection,
+    hourly: &hourly::HourlyPollutants,
+    now: jiff::Timestamp,
+) -> Result<(), StoreError> {
+    const HOUR_MS: i64 = 3_600_000;
+    let from = (now.as_millisecond().div_euclid(HOUR_MS) - hourly::HOURS as i64 + 1) * HOUR_MS;
+    let mut stmt = conn.prepare(
+        "SELECT s.device_id, s.metric, (r.observed_at / 3600000) * 3600000, SUM(r.value), COUNT(*)
+         FROM series s CROSS JOIN readings r ON r.series_id = s.id
+         WHERE s.metric IN ('pm25', 'pm10', 'o3', 'no2', 'so2', 'co')
+           AND r.observed_at >= ?1 AND r.status = 0
+         GROUP BY s.id, 3",
+    )?;
+    let mut rows = stmt.query([from])?;
+    while let Some(row) = rows.next()? {
+        let metric: String = row.get(1)?;
+        if let Some(p) = crate::aqi::Pollutant::from_metric(&metric) {
+            let station: String = row.get(0)?;
+            hourly.add_sum(&station, p, row.get(2)?, row.get(3)?, row.get(4)?);
+        }
+    }
+    Ok(())
+}
+
+/// WAL size (in pages) above which a checkpoint makes the log start over.
+const WAL_RESTART_PAGES: i64 = 8_192;
+/// How long a RESTART checkpoint may wait for the writer and readers.
+const CHECKPOINT_WAIT_MS: u64 = 50;
+
+/// A PASSIVE checkpoint, which never waits, and, when the WAL has grown past
+/// `WAL_RESTART_PAGES`, a RESTART one: under continuous writes a PASSIVE checkpoint never
+/// catches up with the writer, so the log would never start over and grows without bound
+/// (gigabytes in minutes at full ingest, every lookup slower). RESTART holds the writer for
+/// the copy (tens of milliseconds at this size) and waits for readers. Returns the WAL's size.
+fn checkpoint(conn: &Connection) -> Result<i64, StoreError> {
+    let run = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            row.get::<_, i64>(1)
+        })
+    };
+    let pages = run("PASSIVE")?;
+    if pages > WAL_RESTART_PAGES {
+        return match run("RESTART") {
+            Ok(pages) => Ok(pages),
+            // Busy past CHECKPOINT_WAIT_MS: the next round tries again.
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Ok(pages)
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    Ok(pages)
 }
 
 fn open_connection(

@@ -397,6 +397,18 @@ impl Store {
     ) -> Result<Option<crate::aqi::AqiResult>, StoreError> {
         use crate::aqi::{self, HourlyMeans, Pollutant};
         let hour = now.as_millisecond().div_euclid(HOUR_MS) * HOUR_MS;
+        // For the present, from memory (the common case: overview, alert rules).
+        let present =
+            (Timestamp::now().as_millisecond() - now.as_millisecond()).abs() < HOUR_MS / 2;
+        if present {
+            let from = hour - 13 * HOUR_MS;
+            let means = self
+                .inner
+                .hourly
+                .means(station, from, now.as_millisecond() + 1)
+                .unwrap_or_default();
+            return Ok(aqi::hourly(&means, hour).or_else(|| aqi::hourly(&means, hour - HOUR_MS)));
+        }
         let from = ts(hour - 13 * HOUR_MS);
         let metrics: Vec<&'static str> = Pollutant::ALL.iter().map(|p| p.metric()).collect();
         let mut means = HourlyMeans::new();
@@ -539,22 +551,31 @@ fn devices(conn: &Connection, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, S
             })
         })?
         .collect::<Result<_, _>>()?;
+    // Latest values of every listed device in one pass over `series`, not a query per device.
+    // (Filtered by device only: a catalogued device's city or domain can differ from what
+    // its readings carry.)
+    let index: std::collections::HashMap<String, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.device_id.clone(), i))
+        .collect();
     let mut latest = conn.prepare_cached(
-        "SELECT metric, last_value, unit, last_observed_at, last_status FROM series
-         WHERE device_id = ?1 AND last_observed_at IS NOT NULL ORDER BY metric",
+        "SELECT device_id, metric, last_value, unit, last_observed_at, last_status FROM series
+         WHERE last_observed_at IS NOT NULL AND (?1 IS NULL OR device_id = ?1)
+         ORDER BY device_id, metric",
     )?;
-    for d in &mut rows {
-        d.latest = latest
-            .query_map([&d.device_id], |row| {
-                Ok(LatestValue {
-                    metric: row.get(0)?,
-                    value: row.get(1)?,
-                    unit: row.get(2)?,
-                    observed_at: ts(row.get(3)?),
-                    status: status_from_code(row.get(4)?),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+    let mut values = latest.query([&filter.device_id])?;
+    while let Some(row) = values.next()? {
+        let Some(&i) = index.get(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?) else {
+            continue;
+        };
+        rows[i].latest.push(LatestValue {
+            metric: row.get(1)?,
+            value: row.get(2)?,
+            unit: row.get(3)?,
+            observed_at: ts(row.get(4)?),
+            status: status_from_code(row.get(5)?),
+        });
     }
     Ok(rows)
 }

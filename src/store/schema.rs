@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS readings (
     received_at INTEGER NOT NULL,  -- UTC ms
     UNIQUE (series_id, observed_at)
 );
-CREATE INDEX IF NOT EXISTS readings_observed ON readings (observed_at);
+-- No index on observed_at alone: every query (and retention) goes through a series, and each
+-- extra index costs every insert.
 
 -- Per-minute aggregates per city × domain × metric, written in the same transaction as the
 -- readings they count: city- and domain-wide aggregates read these instead of every reading.
@@ -160,9 +161,11 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
     if version < 3 {
-        // Version 3 added the minute rollups: build them from the readings already kept.
+        // Version 3 added the minute rollups (built here from the readings already kept) and
+        // dropped the index on observed_at alone.
         tx.execute_batch(
-            "DELETE FROM rollup_minute;
+            "DROP INDEX IF EXISTS readings_observed;
+             DELETE FROM rollup_minute;
              INSERT INTO rollup_minute (metric, city, domain, minute, count, sum, min, max)
              SELECT s.metric, s.city, s.domain, (r.observed_at / 60000) * 60000,
                     COUNT(*), SUM(r.value), MIN(r.value), MAX(r.value)

@@ -369,3 +369,58 @@ async fn rollups_agree_with_the_readings_and_ignore_redeliveries() {
         .unwrap();
     assert_eq!(rebuilt, 1200);
 }
+
+/// The current VN_AQI comes from the in-memory hourly means; they must match the readings,
+/// including after reopening (rebuilt from the store) and ignoring non-measuring samples.
+#[tokio::test]
+async fn current_aqi_from_memory_matches_the_readings() {
+    use crate::aqi::{self, HourlyMeans, Pollutant};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let now = Timestamp::now();
+    let mut batch = Vec::new();
+    for i in 0..13 * 6 {
+        let at = now - 1.seconds() - (i * 10).minutes();
+        let mut pm25 = reading("AQ-1", "pm25", at, 20.0 + (i % 7) as f64 * 9.0);
+        let pm10 = reading("AQ-1", "pm10", at, 60.0 + (i % 5) as f64 * 11.0);
+        let mut co = reading("AQ-1", "co", at, 3_000.0 + i as f64);
+        if i % 9 == 0 {
+            pm25.status = Status::Calibrating;
+            co.status = Status::Fault;
+        }
+        batch.push(env(vec![pm25, pm10, co]));
+    }
+    w.commit(&batch).unwrap();
+    let from_db = |store: Store| async move {
+        let hour = now.as_millisecond().div_euclid(3_600_000) * 3_600_000;
+        let metrics: Vec<&str> = Pollutant::ALL.iter().map(|p| p.metric()).collect();
+        let mut means = HourlyMeans::new();
+        for m in store
+            .hourly_means("AQ-1", &metrics, ts(hour - 13 * 3_600_000), now)
+            .await
+            .unwrap()
+        {
+            means.insert(
+                Pollutant::from_metric(&m.metric).unwrap(),
+                m.hour_start_ms,
+                m.mean,
+            );
+        }
+        aqi::hourly(&means, hour).or_else(|| aqi::hourly(&means, hour - 3_600_000))
+    };
+    let expected = from_db(store.clone()).await;
+    assert!(expected.is_some());
+    let got = store.latest_hourly_aqi("AQ-1", now).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&got).unwrap(),
+        serde_json::to_value(&expected).unwrap()
+    );
+    drop((w, store));
+    let reopened = Store::open(&config(dir.path()), &[]).unwrap();
+    let got = reopened.latest_hourly_aqi("AQ-1", now).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&got).unwrap(),
+        serde_json::to_value(&expected).unwrap()
+    );
+}

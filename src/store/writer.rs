@@ -1,6 +1,6 @@
 //! The write side: one transaction per batch of messages, then the caller acks them.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 
 use super::{MINUTE_MS, StoreError, status_code};
 use crate::{
+    aqi::Pollutant,
     config::{DeviceConfig, StoreConfig},
-    model::{City, Domain, FeedId, Reading, Rejection},
+    model::{City, Domain, FeedId, Reading, Rejection, Status},
 };
 
 /// One message as it reaches the store.
@@ -68,6 +69,8 @@ pub struct StoreWriter {
     /// device → metric → series id.
     series: HashMap<String, HashMap<&'static str, i64>>,
     devices: HashMap<String, DeviceState>,
+    /// Told about each committed pollutant sample.
+    hourly: Arc<super::hourly::HourlyPollutants>,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -96,8 +99,13 @@ struct DeviceTouch<'a> {
 }
 
 impl StoreWriter {
-    pub(super) fn new(conn: Connection, config: &StoreConfig) -> Result<StoreWriter, StoreError> {
+    pub(super) fn new(
+        conn: Connection,
+        config: &StoreConfig,
+        hourly: Arc<super::hourly::HourlyPollutants>,
+    ) -> Result<StoreWriter, StoreError> {
         Ok(StoreWriter {
+            hourly,
             conn,
             retention_ms: config.retention.as_millis() as i64,
             reject_retention_ms: config.reject_retention.as_millis() as i64,
@@ -128,6 +136,7 @@ impl StoreWriter {
         let mut latest: HashMap<i64, (i64, f64, i64)> = HashMap::new();
         let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
         let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
+        let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO readings (series_id, observed_at, value, status, received_at)
@@ -163,6 +172,11 @@ impl StoreWriter {
                                     ))
                                     .or_insert_with(Rollup::empty)
                                     .add(r.value);
+                                if r.status == Status::Measuring
+                                    && let Some(p) = Pollutant::from_metric(r.metric)
+                                {
+                                    pollutants.push((&r.device_id, p, observed, r.value));
+                                }
                                 let e = latest.entry(sid).or_insert((observed, r.value, status));
                                 if observed >= e.0 {
                                     *e = (observed, r.value, status);
@@ -238,6 +252,9 @@ impl StoreWriter {
         write_counters(&tx, &feeds)?;
         write_rollups(&tx, &rollup)?;
         tx.commit()?;
+        for (station, p, observed, value) in pollutants {
+            self.hourly.add(station, p, observed, value);
+        }
         Ok(outcomes)
     }
 
@@ -248,7 +265,8 @@ impl StoreWriter {
         let now_ms = now.as_millisecond();
         let readings = self.conn.execute(
             "DELETE FROM readings WHERE id IN
-               (SELECT id FROM readings WHERE observed_at < ?1 LIMIT ?2)",
+               (SELECT r.id FROM series s CROSS JOIN readings r
+                  ON r.series_id = s.id AND r.observed_at < ?1 LIMIT ?2)",
             params![now_ms - self.retention_ms, CHUNK as i64],
         )?;
         let rejects = self.conn.execute(

@@ -1,0 +1,111 @@
+//! Hourly means of the VN_AQI pollutants per station for the last hours, kept in memory as the
+//! commit thread stores readings: what the hourly (NowCast) VN_AQI of every station needs.
+//!
+//! The overview and the alert rules ask for every station's current AQI every few seconds.
+//! From the readings that is a scan of 13 hours of data per station, which at full ingest
+//! costs more than the ingest itself; from here it is a lookup. The store builds it from its
+//! readings when it opens and the writer adds to it after each commit, so it holds exactly the
+//! committed, measuring samples — what `Store::hourly_means` would compute.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use crate::aqi::{HourlyMeans, Pollutant};
+
+const HOUR_MS: i64 = 3_600_000;
+/// The current hour and the 12 before it (NowCast), and one more for the previous hour's AQI.
+pub(super) const HOURS: usize = 14;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Start of the hour (UTC ms) this slot holds; 0 = empty.
+    hour: i64,
+    sum: [f64; 6],
+    count: [u32; 6],
+}
+
+/// Per station, a ring of hourly sums indexed by hour.
+#[derive(Debug, Default)]
+pub struct HourlyPollutants {
+    stations: Mutex<HashMap<String, [Slot; HOURS]>>,
+}
+
+impl HourlyPollutants {
+    /// Add a committed, measuring sample.
+    pub(super) fn add(&self, station: &str, pollutant: Pollutant, observed_ms: i64, value: f64) {
+        let mut stations = self.stations.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = match stations.get_mut(station) {
+            Some(r) => r,
+            None => stations.entry(station.to_owned()).or_default(),
+        };
+        add_to(ring, pollutant, observed_ms, value, 1);
+    }
+
+    /// Add a precomputed hourly sum (when building from the store).
+    pub(super) fn add_sum(&self, station: &str, pollutant: Pollutant, hour: i64, sum: f64, n: u32) {
+        let mut stations = self.stations.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = stations.entry(station.to_owned()).or_default();
+        add_to(ring, pollutant, hour, sum, n);
+    }
+
+    /// The station's hourly means for hours starting in `[from, to)`, if it is tracked.
+    pub fn means(&self, station: &str, from: i64, to: i64) -> Option<HourlyMeans> {
+        let stations = self.stations.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = stations.get(station)?;
+        let mut means = HourlyMeans::new();
+        for slot in ring.iter().filter(|s| s.hour >= from && s.hour < to) {
+            for p in Pollutant::ALL {
+                let i = p as usize;
+                if slot.count[i] > 0 {
+                    means.insert(p, slot.hour, slot.sum[i] / f64::from(slot.count[i]));
+                }
+            }
+        }
+        Some(means)
+    }
+}
+
+fn add_to(ring: &mut [Slot; HOURS], p: Pollutant, observed_ms: i64, sum: f64, n: u32) {
+    let hour = observed_ms.div_euclid(HOUR_MS) * HOUR_MS;
+    let slot = &mut ring[hour.div_euclid(HOUR_MS).rem_euclid(HOURS as i64) as usize];
+    if slot.hour < hour {
+        *slot = Slot {
+            hour,
+            ..Slot::default()
+        };
+    } else if slot.hour > hour {
+        return; // older than the window this ring covers
+    }
+    slot.sum[p as usize] += sum;
+    slot.count[p as usize] += n;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_hours_and_ignores_older_ones() {
+        let h = HourlyPollutants::default();
+        let t0 = 1_000 * HOUR_MS;
+        h.add("S", Pollutant::Pm25, t0 + 10, 10.0);
+        h.add("S", Pollutant::Pm25, t0 + 20, 30.0);
+        h.add("S", Pollutant::Co, t0 + 30, 5.0);
+        // 14 hours later the slot is reused; a sample for the old hour is then ignored.
+        h.add("S", Pollutant::Pm25, t0 + 14 * HOUR_MS, 50.0);
+        h.add("S", Pollutant::Pm25, t0 + 5, 99.0);
+        let means = h.means("S", t0, t0 + 15 * HOUR_MS).unwrap();
+        assert_eq!(means, {
+            let mut m = HourlyMeans::new();
+            m.insert(Pollutant::Pm25, t0 + 14 * HOUR_MS, 50.0);
+            m
+        });
+        let h = HourlyPollutants::default();
+        h.add("S", Pollutant::Pm25, t0 + 10, 10.0);
+        h.add("S", Pollutant::Pm25, t0 + 20, 30.0);
+        let means = h.means("S", t0, t0 + HOUR_MS).unwrap();
+        let mut expected = HourlyMeans::new();
+        expected.insert(Pollutant::Pm25, t0, 20.0);
+        assert_eq!(means, expected);
+        assert!(h.means("T", t0, t0 + HOUR_MS).is_none());
+    }
+}
