@@ -3,7 +3,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY src ./src
+COPY benches ./benches
 COPY config ./config
 RUN cargo build --release --locked --bin ioc-aggregator
 

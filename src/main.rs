@@ -75,6 +75,12 @@ enum Command {
     },
 }
 
+/// jemalloc with few arenas and a short decay: glibc malloc's per-thread arenas fragmented
+/// under the multi-threaded ingest (RSS 165-190 MB at 10,000 msg/s, where this holds about
+/// 110 MB; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run);
