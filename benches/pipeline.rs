@@ -22,7 +22,12 @@ fn main() {
 
 fn payloads(city: City) -> (Config, Vec<(String, bytes::Bytes)>) {
     let config = Config::from_toml_str(ioc_aggregator::config::DEFAULT_TOML).unwrap();
-    let devices: Vec<_> = loadgen::devices(20)
+    // Devices per city (BENCH_DEVICES, default 20).
+    let per_city = std::env::var("BENCH_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let devices: Vec<_> = loadgen::devices(per_city)
         .into_iter()
         .filter(|d| d.city == city)
         .collect();
@@ -76,6 +81,11 @@ fn store_commit(bencher: Bencher) {
     };
     let store = Store::open(&config, &[]).unwrap();
     let mut writer = store.writer().unwrap();
+    // As in the service: checkpoints on their own thread, not inside commits.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _checkpointer = store
+        .checkpointer(std::time::Duration::from_secs(1), stop.clone())
+        .unwrap();
     let (cfg, messages) = payloads(City::ThaiNguyen);
     let feed = &cfg.feeds[0];
     let (decoder, normaliser) = (Decoder::for_feed(feed), Normaliser::new(feed, &cfg));
@@ -115,4 +125,5 @@ fn store_commit(bencher: Bencher) {
                 .collect::<Vec<_>>()
         })
         .bench_local_values(|batch| writer.commit(&batch).unwrap());
+    stop.cancel();
 }

@@ -384,11 +384,11 @@ pub async fn probe_api(
             let (http, tx, target) = (http.clone(), tx.clone(), format!("{base}{}", paths[i]));
             tokio::spawn(async move {
                 let t = Instant::now();
-                let ok = http
-                    .get(target)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
+                // Until the whole body has arrived: that is what a client waits for.
+                let ok = match http.get(target).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
                 let _ = tx.send((i, t.elapsed(), ok));
             });
             sent += 1;

@@ -139,3 +139,55 @@ fn the_shipped_docker_config_is_valid_and_needs_its_token() {
             .contains("influx.token: environment variable INFLUX_TOKEN is not set")
     );
 }
+
+/// The benchmark's load generator through a real Mosquitto: paced by a null QoS 1 subscriber,
+/// every message it sent was acknowledged by the broker and delivered to the subscriber.
+#[test]
+fn loadgen_paced_by_a_null_subscriber_loses_nothing() {
+    let Some(mosquitto) = crate::common::Mosquitto::start() else {
+        return;
+    };
+    let out = aggregator()
+        .args([
+            "loadgen",
+            "--broker",
+            &format!("mqtt://127.0.0.1:{}", mosquitto.port),
+            "--consumer",
+            "null",
+            "--window",
+            "500",
+            "--warmup",
+            "1s",
+            "--duration",
+            "3s",
+            "--devices",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent = summary["sent"].as_u64().unwrap();
+    assert!(sent > 1_000, "{summary}");
+    assert_eq!(summary["acked"], sent, "{summary}");
+    assert_eq!(summary["consumed"], sent, "{summary}");
+    assert!(summary["consumer_rate_per_s"].as_f64().unwrap() > 0.0);
+
+    // The API probe refuses anything but loopback.
+    let out = aggregator()
+        .args([
+            "loadgen",
+            "--api",
+            "http://10.0.0.1:8080",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
