@@ -16,6 +16,10 @@ use jiff::Timestamp;
 const MESSAGES: usize = 1_000;
 const READINGS: usize = 6;
 
+/// The service's allocator (see `src/main.rs`), so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     divan::main();
 }
