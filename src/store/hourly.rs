@@ -9,9 +9,8 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
+use super::HOUR_MS;
 use crate::aqi::{HourlyMeans, Pollutant};
-
-const HOUR_MS: i64 = 3_600_000;
 /// The current hour and the 12 before it (NowCast), and one more for the previous hour's AQI.
 pub(super) const HOURS: usize = 14;
 

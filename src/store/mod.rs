@@ -253,15 +253,16 @@ fn load_hourly(
     hourly: &hourly::HourlyPollutants,
     now: jiff::Timestamp,
 ) -> Result<(), StoreError> {
-    const HOUR_MS: i64 = 3_600_000;
     let from = (now.as_millisecond().div_euclid(HOUR_MS) - hourly::HOURS as i64 + 1) * HOUR_MS;
-    let mut stmt = conn.prepare(
-        "SELECT s.device_id, s.metric, (r.observed_at / 3600000) * 3600000, SUM(r.value), COUNT(*)
+    let pollutants = crate::aqi::Pollutant::ALL
+        .map(|p| format!("'{}'", p.metric()))
+        .join(", ");
+    let mut stmt = conn.prepare(&format!(
+        "SELECT s.device_id, s.metric, (r.observed_at / {HOUR_MS}) * {HOUR_MS}, SUM(r.value), COUNT(*)
          FROM series s CROSS JOIN readings r ON r.series_id = s.id
-         WHERE s.metric IN ('pm25', 'pm10', 'o3', 'no2', 'so2', 'co')
-           AND r.observed_at >= ?1 AND r.status = 0
-         GROUP BY s.id, 3",
-    )?;
+         WHERE s.metric IN ({pollutants}) AND r.observed_at >= ?1 AND r.status = 0
+         GROUP BY s.id, 3"
+    ))?;
     let mut rows = stmt.query([from])?;
     while let Some(row) = rows.next()? {
         let metric: String = row.get(1)?;
@@ -345,6 +346,7 @@ fn open_connection(
 
 /// The resolution of the rollups.
 pub(crate) const MINUTE_MS: i64 = 60_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 pub(crate) fn status_code(s: Status) -> i64 {
     match s {

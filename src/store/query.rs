@@ -4,10 +4,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, params_from_iter, types::Value as Sql};
 use serde::Serialize;
 
-use super::{MINUTE_MS, Store, StoreError, status_from_code, ts};
+use super::{HOUR_MS, MINUTE_MS, Store, StoreError, status_from_code, ts};
 use crate::model::{City, Domain, Location, Status};
 
-const HOUR_MS: i64 = 3_600_000;
 /// UTC+7: bucket boundaries fall on local midnight.
 const LOCAL_OFFSET_MS: i64 = 7 * HOUR_MS;
 
@@ -397,26 +396,26 @@ impl Store {
     ) -> Result<Option<crate::aqi::AqiResult>, StoreError> {
         use crate::aqi::{self, HourlyMeans, Pollutant};
         let hour = now.as_millisecond().div_euclid(HOUR_MS) * HOUR_MS;
-        // For the present, from memory (the common case: overview, alert rules).
+        let from = hour - 13 * HOUR_MS;
+        // For the present from memory (the common case: overview, alert rules), else from the
+        // readings.
         let present =
             (Timestamp::now().as_millisecond() - now.as_millisecond()).abs() < HOUR_MS / 2;
-        if present {
-            let from = hour - 13 * HOUR_MS;
-            let means = self
-                .inner
+        let means = if present {
+            self.inner
                 .hourly
                 .means(station, from, now.as_millisecond() + 1)
-                .unwrap_or_default();
-            return Ok(aqi::hourly(&means, hour).or_else(|| aqi::hourly(&means, hour - HOUR_MS)));
-        }
-        let from = ts(hour - 13 * HOUR_MS);
-        let metrics: Vec<&'static str> = Pollutant::ALL.iter().map(|p| p.metric()).collect();
-        let mut means = HourlyMeans::new();
-        for row in self.hourly_means(station, &metrics, from, now).await? {
-            if let Some(p) = Pollutant::from_metric(&row.metric) {
-                means.insert(p, row.hour_start_ms, row.mean);
+                .unwrap_or_default()
+        } else {
+            let metrics: Vec<&'static str> = Pollutant::ALL.iter().map(|p| p.metric()).collect();
+            let mut means = HourlyMeans::new();
+            for row in self.hourly_means(station, &metrics, ts(from), now).await? {
+                if let Some(p) = Pollutant::from_metric(&row.metric) {
+                    means.insert(p, row.hour_start_ms, row.mean);
+                }
             }
-        }
+            means
+        };
         Ok(aqi::hourly(&means, hour).or_else(|| aqi::hourly(&means, hour - HOUR_MS)))
     }
 
@@ -595,65 +594,34 @@ pub(super) fn aggregates_from_rollups(
     conn: &Connection,
     q: &AggregateQuery,
 ) -> Result<Vec<Bucket>, StoreError> {
-    let mut w = Where::default();
-    w.add("metric = ?", q.metric.clone());
-    if let Some(city) = q.city {
-        w.add("city = ?", city.as_str().to_owned());
-    }
-    if let Some(domain) = q.domain {
-        w.add("domain = ?", domain.as_str().to_owned());
-    }
+    let mut w = scope(q, "");
     w.add(
         "minute >= ?",
         q.from.as_millisecond().div_euclid(MINUTE_MS) * MINUTE_MS,
     );
     w.add("minute < ?", q.to.as_millisecond());
     let every = q.every_ms.max(MINUTE_MS);
-    let bucket =
-        format!("(((minute + {LOCAL_OFFSET_MS}) / {every}) * {every} - {LOCAL_OFFSET_MS})");
+    let bucket = local_bucket("minute", every);
     let sql = format!(
-        "SELECT {bucket} AS b, SUM(count), SUM(sum) / SUM(count), MIN(min), MAX(max), SUM(sum)
+        "SELECT {bucket} AS b, NULL, SUM(count), SUM(sum) / SUM(count), MIN(min), MAX(max), SUM(sum)
          FROM rollup_minute {} GROUP BY b ORDER BY b",
         w.sql()
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(w.params.iter()), |row| {
-        let start: i64 = row.get(0)?;
-        Ok(Bucket {
-            bucket_start: ts(start),
-            bucket_end: ts(start + every),
-            device_id: None,
-            count: row.get(1)?,
-            mean: row.get(2)?,
-            min: row.get(3)?,
-            max: row.get(4)?,
-            sum: row.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    buckets(conn, &sql, &w, every)
 }
 
 pub(super) fn aggregates_from_readings(
     conn: &Connection,
     q: &AggregateQuery,
 ) -> Result<Vec<Bucket>, StoreError> {
-    let mut w = Where::default();
-    w.add("s.metric = ?", q.metric.clone());
-    if let Some(city) = q.city {
-        w.add("s.city = ?", city.as_str().to_owned());
-    }
-    if let Some(domain) = q.domain {
-        w.add("s.domain = ?", domain.as_str().to_owned());
-    }
+    let mut w = scope(q, "s.");
     if let Some(device) = &q.device_id {
         w.add("s.device_id = ?", device.clone());
     }
     w.add("r.observed_at >= ?", q.from.as_millisecond());
     w.add("r.observed_at < ?", q.to.as_millisecond());
     let every = q.every_ms.max(1);
-    // Bucket start aligned to local midnight: floor((t + 7h) / every) * every - 7h.
-    let bucket =
-        format!("(((r.observed_at + {LOCAL_OFFSET_MS}) / {every}) * {every} - {LOCAL_OFFSET_MS})");
+    let bucket = local_bucket("r.observed_at", every);
     let (group_col, group_by) = if q.group_by_device {
         ("s.device_id", format!("{bucket}, s.device_id"))
     } else {
@@ -665,7 +633,31 @@ pub(super) fn aggregates_from_readings(
          {} GROUP BY {group_by} ORDER BY b, 2",
         w.sql()
     );
-    let mut stmt = conn.prepare(&sql)?;
+    buckets(conn, &sql, &w, every)
+}
+
+/// The metric, city and domain of an aggregates query, on columns named `{prefix}metric`, ….
+fn scope(q: &AggregateQuery, prefix: &str) -> Where {
+    let mut w = Where::default();
+    w.add(&format!("{prefix}metric = ?"), q.metric.clone());
+    if let Some(city) = q.city {
+        w.add(&format!("{prefix}city = ?"), city.as_str().to_owned());
+    }
+    if let Some(domain) = q.domain {
+        w.add(&format!("{prefix}domain = ?"), domain.as_str().to_owned());
+    }
+    w
+}
+
+/// Start of the `every`-long bucket holding the UTC ms in `column`, aligned to local midnight:
+/// floor((t + 7h) / every) * every - 7h.
+fn local_bucket(column: &str, every: i64) -> String {
+    format!("((({column} + {LOCAL_OFFSET_MS}) / {every}) * {every} - {LOCAL_OFFSET_MS})")
+}
+
+/// Run an aggregates query selecting bucket start, device (or NULL), count, mean, min, max, sum.
+fn buckets(conn: &Connection, sql: &str, w: &Where, every: i64) -> Result<Vec<Bucket>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params_from_iter(w.params.iter()), |row| {
         let start: i64 = row.get(0)?;
         Ok(Bucket {

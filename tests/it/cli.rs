@@ -6,6 +6,17 @@ fn aggregator() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ioc-aggregator"))
 }
 
+/// Run a command that must succeed and print JSON; its output.
+fn json_output(command: &mut Command) -> serde_json::Value {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn check_config_lists_every_problem_with_its_key_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,18 +86,12 @@ fn try_mapping_prints_the_readings_or_why_the_payload_is_rejected() {
         ),
     )
     .unwrap();
-    let out = aggregator()
-        .args(["try-mapping", "song-cong"])
-        .arg(&good)
-        .args(["--topic", "sc/senml/sc-aq-01"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let readings = json_output(
+        aggregator()
+            .args(["try-mapping", "song-cong"])
+            .arg(&good)
+            .args(["--topic", "sc/senml/sc-aq-01"]),
     );
-    let readings: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(readings[0]["metric"], "pm25");
     assert_eq!(readings[0]["value"], 18.5);
     assert_eq!(readings[0]["city"], "song-cong");
@@ -147,30 +152,21 @@ fn loadgen_paced_by_a_null_subscriber_loses_nothing() {
     let Some(mosquitto) = crate::common::Mosquitto::start() else {
         return;
     };
-    let out = aggregator()
-        .args([
-            "loadgen",
-            "--broker",
-            &format!("mqtt://127.0.0.1:{}", mosquitto.port),
-            "--consumer",
-            "null",
-            "--window",
-            "500",
-            "--warmup",
-            "1s",
-            "--duration",
-            "3s",
-            "--devices",
-            "5",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = json_output(aggregator().args([
+        "loadgen",
+        "--broker",
+        &format!("mqtt://127.0.0.1:{}", mosquitto.port),
+        "--consumer",
+        "null",
+        "--window",
+        "500",
+        "--warmup",
+        "1s",
+        "--duration",
+        "3s",
+        "--devices",
+        "5",
+    ]));
     let sent = summary["sent"].as_u64().unwrap();
     assert!(sent > 1_000, "{summary}");
     assert_eq!(summary["acked"], sent, "{summary}");
