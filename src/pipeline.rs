@@ -245,6 +245,10 @@ pub fn run_commits(
             }
         }
     }
+    // Otherwise the next start replays the readings since the last flush: slower, not lossy.
+    if let Err(e) = writer.flush() {
+        warn!(error = %e, "Writing the latest values at shutdown failed; the next start rebuilds them.");
+    }
 }
 
 /// A commit that fails (disk full, I/O error) is retried with backoff, never skipped: nothing is

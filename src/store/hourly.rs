@@ -7,7 +7,9 @@
 //! readings when it opens and the writer adds to it after each commit, so it holds exactly the
 //! committed, measuring samples — what `Store::hourly_means` would compute.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::sync::Mutex;
+
+use foldhash::HashMap;
 
 use super::HOUR_MS;
 use crate::aqi::{HourlyMeans, Pollutant};
@@ -29,14 +31,16 @@ pub struct HourlyPollutants {
 }
 
 impl HourlyPollutants {
-    /// Add a committed, measuring sample.
-    pub(super) fn add(&self, station: &str, pollutant: Pollutant, observed_ms: i64, value: f64) {
+    /// Add committed, measuring samples: station, pollutant, observed at (UTC ms), value.
+    pub(super) fn add_all(&self, samples: &[(&str, Pollutant, i64, f64)]) {
         let mut stations = self.stations.lock().unwrap_or_else(|e| e.into_inner());
-        let ring = match stations.get_mut(station) {
-            Some(r) => r,
-            None => stations.entry(station.to_owned()).or_default(),
-        };
-        add_to(ring, pollutant, observed_ms, value, 1);
+        for &(station, pollutant, observed_ms, value) in samples {
+            let ring = match stations.get_mut(station) {
+                Some(r) => r,
+                None => stations.entry(station.to_owned()).or_default(),
+            };
+            add_to(ring, pollutant, observed_ms, value, 1);
+        }
     }
 
     /// Add a precomputed hourly sum (when building from the store).
@@ -86,12 +90,14 @@ mod tests {
     fn keeps_the_last_hours_and_ignores_older_ones() {
         let h = HourlyPollutants::default();
         let t0 = 1_000 * HOUR_MS;
-        h.add("S", Pollutant::Pm25, t0 + 10, 10.0);
-        h.add("S", Pollutant::Pm25, t0 + 20, 30.0);
-        h.add("S", Pollutant::Co, t0 + 30, 5.0);
+        h.add_all(&[
+            ("S", Pollutant::Pm25, t0 + 10, 10.0),
+            ("S", Pollutant::Pm25, t0 + 20, 30.0),
+            ("S", Pollutant::Co, t0 + 30, 5.0),
+        ]);
         // 14 hours later the slot is reused; a sample for the old hour is then ignored.
-        h.add("S", Pollutant::Pm25, t0 + 14 * HOUR_MS, 50.0);
-        h.add("S", Pollutant::Pm25, t0 + 5, 99.0);
+        h.add_all(&[("S", Pollutant::Pm25, t0 + 14 * HOUR_MS, 50.0)]);
+        h.add_all(&[("S", Pollutant::Pm25, t0 + 5, 99.0)]);
         let means = h.means("S", t0, t0 + 15 * HOUR_MS).unwrap();
         assert_eq!(means, {
             let mut m = HourlyMeans::new();
@@ -99,8 +105,10 @@ mod tests {
             m
         });
         let h = HourlyPollutants::default();
-        h.add("S", Pollutant::Pm25, t0 + 10, 10.0);
-        h.add("S", Pollutant::Pm25, t0 + 20, 30.0);
+        h.add_all(&[
+            ("S", Pollutant::Pm25, t0 + 10, 10.0),
+            ("S", Pollutant::Pm25, t0 + 20, 30.0),
+        ]);
         let means = h.means("S", t0, t0 + HOUR_MS).unwrap();
         let mut expected = HourlyMeans::new();
         expected.insert(Pollutant::Pm25, t0, 20.0);

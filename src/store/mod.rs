@@ -6,6 +6,7 @@
 
 mod alerts;
 mod hourly;
+mod live;
 mod query;
 mod schema;
 mod writer;
@@ -57,6 +58,8 @@ struct Inner {
     side: Mutex<Option<Connection>>,
     /// Hourly pollutant means of the last hours per station, for the current VN_AQI.
     hourly: Arc<hourly::HourlyPollutants>,
+    /// Latest value per series and state per device, kept by the writer.
+    live: Arc<live::Live>,
 }
 
 impl std::fmt::Debug for Store {
@@ -74,11 +77,12 @@ impl Store {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let conn = open_connection(&config.path, config.synchronous, false)?;
+        let mut conn = open_connection(&config.path, config.synchronous, false)?;
         schema::migrate(&conn)?;
         writer::upsert_catalogue(&conn, devices)?;
         let hourly = Arc::new(hourly::HourlyPollutants::default());
         load_hourly(&conn, &hourly, jiff::Timestamp::now())?;
+        let live = Arc::new(live::Live::load(&mut conn)?);
         drop(conn);
         let readers = (0..config.read_connections)
             .map(|_| open_connection(&config.path, config.synchronous, true))
@@ -89,6 +93,7 @@ impl Store {
                 readers: Mutex::new(readers),
                 side: Mutex::new(None),
                 hourly,
+                live,
             }),
         })
     }
@@ -100,7 +105,12 @@ impl Store {
             self.inner.config.synchronous,
             false,
         )?;
-        StoreWriter::new(conn, &self.inner.config, Arc::clone(&self.inner.hourly))
+        StoreWriter::new(
+            conn,
+            &self.inner.config,
+            Arc::clone(&self.inner.hourly),
+            Arc::clone(&self.inner.live),
+        )
     }
 
     #[cfg(test)]

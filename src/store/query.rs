@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, params_from_iter, types::Value as Sql};
 use serde::Serialize;
 
-use super::{HOUR_MS, MINUTE_MS, Store, StoreError, status_from_code, ts};
+use super::{HOUR_MS, MINUTE_MS, Store, StoreError, live::Live, status_from_code, ts};
 use crate::model::{City, Domain, Location, Status};
 
 /// UTC+7: bucket boundaries fall on local midnight.
@@ -188,7 +188,8 @@ impl Where {
 impl Store {
     pub async fn devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, StoreError> {
         let filter = filter.clone();
-        self.read(move |conn| devices(conn, &filter)).await
+        let live = std::sync::Arc::clone(&self.inner.live);
+        self.read(move |conn| devices(conn, &live, &filter)).await
     }
 
     pub async fn series(
@@ -496,7 +497,13 @@ impl Store {
     }
 }
 
-fn devices(conn: &Connection, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, StoreError> {
+/// The device rows, with what changes per message (last seen, latest values, learned
+/// interval) from the writer's live state rather than the rows, which lag it by seconds.
+fn devices(
+    conn: &Connection,
+    live: &Live,
+    filter: &DeviceFilter,
+) -> Result<Vec<DeviceRow>, StoreError> {
     let mut w = Where::default();
     if let Some(city) = filter.city {
         w.add("city = ?", city.as_str().to_owned());
@@ -509,8 +516,7 @@ fn devices(conn: &Connection, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, S
     }
     let sql = format!(
         "SELECT device_id, city, feed, domain, name, lat, lon, ward, position_source, flood_levels,
-                COALESCE(configured_interval_ms, learned_interval_ms), first_seen, last_seen,
-                last_observed_at, last_status, catalogued
+                configured_interval_ms, first_seen, catalogued
          FROM devices {} ORDER BY city, domain, device_id",
         w.sql()
     );
@@ -540,17 +546,15 @@ fn devices(conn: &Connection, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, S
                     .unwrap_or_default(),
                 expected_interval_ms: row.get(10)?,
                 first_seen: row.get::<_, Option<i64>>(11)?.map(ts),
-                last_seen: row.get::<_, Option<i64>>(12)?.map(ts),
-                last_observed_at: row.get::<_, Option<i64>>(13)?.map(ts),
-                last_status: row
-                    .get::<_, Option<i64>>(14)?
-                    .map(|c| status_from_code(c).as_str().to_owned()),
-                catalogued: row.get(15)?,
+                last_seen: None,
+                last_observed_at: None,
+                last_status: None,
+                catalogued: row.get(12)?,
                 latest: Vec::new(),
             })
         })?
         .collect::<Result<_, _>>()?;
-    // Latest values of every listed device in one pass over `series`, not a query per device.
+    // Every listed device's series in one pass over `series`, not a query per device.
     // (Filtered by device only: a catalogued device's city or domain can differ from what
     // its readings carry.)
     let index: std::collections::HashMap<String, usize> = rows
@@ -558,23 +562,43 @@ fn devices(conn: &Connection, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, S
         .enumerate()
         .map(|(i, d)| (d.device_id.clone(), i))
         .collect();
-    let mut latest = conn.prepare_cached(
-        "SELECT device_id, metric, last_value, unit, last_observed_at, last_status FROM series
-         WHERE last_observed_at IS NOT NULL AND (?1 IS NULL OR device_id = ?1)
+    let mut series = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT device_id, id, metric, unit FROM series
+         WHERE ?1 IS NULL OR device_id = ?1
          ORDER BY device_id, metric",
     )?;
-    let mut values = latest.query([&filter.device_id])?;
-    while let Some(row) = values.next()? {
-        let Some(&i) = index.get(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?) else {
-            continue;
-        };
-        rows[i].latest.push(LatestValue {
-            metric: row.get(1)?,
-            value: row.get(2)?,
-            unit: row.get(3)?,
-            observed_at: ts(row.get(4)?),
-            status: status_from_code(row.get(5)?),
-        });
+    let mut found = stmt.query([&filter.device_id])?;
+    while let Some(row) = found.next()? {
+        if let Some(&i) = index.get(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?) {
+            series.push((i, row.get::<_, i64>(1)?, row.get(2)?, row.get(3)?));
+        }
+    }
+    // Then what changes per message, from the live state (read after the rows, so at least
+    // as new as they are; held for lookups only, as the writer waits for it).
+    let live = live.read();
+    for d in &mut rows {
+        if let Some(l) = live.devices.get(&d.device_id) {
+            d.last_seen = l.last_seen.map(ts);
+            d.last_observed_at = l.last_observed_at.map(ts);
+            d.last_status = l
+                .last_status
+                .map(|c| status_from_code(c).as_str().to_owned());
+            d.expected_interval_ms = d
+                .expected_interval_ms
+                .or(l.learned_interval_ms.map(|v| v.round() as i64));
+        }
+    }
+    for (i, id, metric, unit) in series {
+        if let Some(l) = live.series.get(&id) {
+            rows[i].latest.push(LatestValue {
+                metric,
+                value: l.value,
+                unit,
+                observed_at: ts(l.observed_at),
+                status: status_from_code(l.status),
+            });
+        }
     }
     Ok(rows)
 }

@@ -4,10 +4,11 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
--- One row per device × metric: the writer caches ids, the API reads latest values here.
+-- One row per device × metric; the writer caches ids. The last_* columns are written every few
+-- seconds from memory (store/live.rs), which the API reads.
 CREATE TABLE IF NOT EXISTS series (
     id               INTEGER PRIMARY KEY,
     device_id        TEXT NOT NULL,
@@ -171,6 +172,16 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
                     COUNT(*), SUM(r.value), MIN(r.value), MAX(r.value)
              FROM readings r JOIN series s ON s.id = r.series_id
              GROUP BY 1, 2, 3, 4;",
+        )?;
+    }
+    if version < 4 {
+        // Version 4 writes the latest values to `series` and `devices` every few seconds
+        // (store/live.rs), with the log position they cover; before, every commit did, so
+        // they cover everything logged so far.
+        tx.execute(
+            "INSERT OR REPLACE INTO cursors (name, position, updated_at)
+             SELECT ?1, COALESCE(MAX(id), 0), 0 FROM readings",
+            [super::live::CURSOR],
         )?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;

@@ -1,13 +1,22 @@
 //! The write side: one transaction per batch of messages, then the caller acks them.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use bytes::Bytes;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::{MINUTE_MS, StoreError, status_code};
+use super::{
+    MINUTE_MS, StoreError,
+    live::{self, Latest, Live},
+    status_code,
+};
 use crate::{
     aqi::Pollutant,
     config::{DeviceConfig, StoreConfig},
@@ -54,12 +63,20 @@ pub struct PruneStats {
     pub rejects: usize,
 }
 
-/// In-memory state of a device, to learn its cadence message by message.
+/// The writer's state of a device: to learn its cadence message by message, and to know
+/// whether its row needs more than the periodic flush of `live`.
 #[derive(Debug, Clone, Default)]
 struct DeviceState {
     last_observed: Option<i64>,
     learned_interval: Option<f64>,
+    /// Its row was upserted by this writer (it exists, with feed and first sighting).
+    row_written: bool,
+    /// The row has a position.
+    located: bool,
 }
+
+/// How often the latest values and device states are written to their rows (see `live`).
+const LIVE_FLUSH: Duration = Duration::from_secs(5);
 
 /// The single write connection, owned by the commit thread.
 pub struct StoreWriter {
@@ -71,6 +88,34 @@ pub struct StoreWriter {
     devices: HashMap<String, DeviceState>,
     /// Told about each committed pollutant sample.
     hourly: Arc<super::hourly::HourlyPollutants>,
+    /// Latest values and device states, updated after each commit.
+    live: Arc<Live>,
+    unflushed: Unflushed,
+}
+
+/// Series and devices changed in `live` since it was last written to their rows.
+#[derive(Debug)]
+struct Unflushed {
+    series: HashSet<i64>,
+    devices: HashSet<String>,
+    since: Instant,
+}
+
+impl Unflushed {
+    fn due(&self) -> bool {
+        self.since.elapsed() >= LIVE_FLUSH && !(self.series.is_empty() && self.devices.is_empty())
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>, live: &Live) -> Result<(), StoreError> {
+        live::write(tx, &live.read(), &self.series, &self.devices)
+    }
+
+    /// After the transaction holding `write` committed.
+    fn written(&mut self) {
+        self.series.clear();
+        self.devices.clear();
+        self.since = Instant::now();
+    }
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -103,9 +148,16 @@ impl StoreWriter {
         conn: Connection,
         config: &StoreConfig,
         hourly: Arc<super::hourly::HourlyPollutants>,
+        live: Arc<Live>,
     ) -> Result<StoreWriter, StoreError> {
         Ok(StoreWriter {
             hourly,
+            live,
+            unflushed: Unflushed {
+                series: HashSet::default(),
+                devices: HashSet::default(),
+                since: Instant::now(),
+            },
             conn,
             retention_ms: config.retention.as_millis() as i64,
             reject_retention_ms: config.reject_retention.as_millis() as i64,
@@ -131,9 +183,13 @@ impl StoreWriter {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let flushing = self.unflushed.due();
+        if flushing {
+            self.unflushed.write(&tx, &self.live)?;
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut feeds: HashMap<&str, FeedDelta> = HashMap::new();
-        let mut latest: HashMap<i64, (i64, f64, i64)> = HashMap::new();
+        let mut latest: HashMap<i64, Latest> = HashMap::new();
         let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
         let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
         let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::new();
@@ -177,12 +233,17 @@ impl StoreWriter {
                                 {
                                     pollutants.push((&r.device_id, p, observed, r.value));
                                 }
-                                let e = latest.entry(sid).or_insert((observed, r.value, status));
-                                if observed >= e.0 {
-                                    *e = (observed, r.value, status);
+                                let l = Latest {
+                                    observed_at: observed,
+                                    value: r.value,
+                                    status,
+                                };
+                                let e = latest.entry(sid).or_insert(l);
+                                if observed >= e.observed_at {
+                                    *e = l;
                                 }
                             }
-                            learn_cadence(&mut self.devices, &tx, &r.device_id, observed)?;
+                            learn_cadence(&mut self.devices, &self.live, &r.device_id, observed);
                             let t = touched.entry(r.device_id.as_str()).or_insert(DeviceTouch {
                                 reading: r,
                                 received_at: received_ms,
@@ -247,15 +308,47 @@ impl StoreWriter {
                 outcomes.push(outcome);
             }
         }
-        write_latest(&tx, &latest)?;
-        write_devices(&tx, &touched, &self.devices)?;
+        write_new_devices(&tx, &touched, &mut self.devices)?;
         write_counters(&tx, &feeds)?;
         write_rollups(&tx, &rollup)?;
         tx.commit()?;
-        for (station, p, observed, value) in pollutants {
-            self.hourly.add(station, p, observed, value);
+        if flushing {
+            self.unflushed.written();
         }
+        self.publish(&latest, &touched);
+        self.hourly.add_all(&pollutants);
         Ok(outcomes)
+    }
+
+    /// Make a commit's latest values and device states visible, and remember to write them.
+    fn publish(&mut self, latest: &HashMap<i64, Latest>, touched: &HashMap<&str, DeviceTouch<'_>>) {
+        let mut live = self.live.write();
+        for (&id, &l) in latest {
+            live.offer(id, l);
+            self.unflushed.series.insert(id);
+        }
+        for (&device, t) in touched {
+            let state = self.devices.get(device);
+            let d = match live.devices.get_mut(device) {
+                Some(d) => d,
+                None => live.devices.entry(device.to_owned()).or_default(),
+            };
+            d.saw(t.received_at, t.observed_at, status_code(t.reading.status));
+            d.learned_interval_ms = state.and_then(|s| s.learned_interval);
+            if !self.unflushed.devices.contains(device) {
+                self.unflushed.devices.insert(device.to_owned());
+            }
+        }
+    }
+
+    /// Write the latest values and device states to their rows now (at shutdown; otherwise
+    /// every few seconds within a commit).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        self.unflushed.write(&tx, &self.live)?;
+        tx.commit()?;
+        self.unflushed.written();
+        Ok(())
     }
 
     /// Delete readings and rejects past their retention, in bounded chunks so one call never
@@ -334,22 +427,20 @@ fn series_id(
 /// Learn a device's reporting interval as an EWMA of the gaps between successive observations.
 fn learn_cadence(
     devices: &mut HashMap<String, DeviceState>,
-    tx: &rusqlite::Transaction<'_>,
+    live: &Live,
     device_id: &str,
     observed: i64,
-) -> Result<(), StoreError> {
+) {
     if !devices.contains_key(device_id) {
-        let state = tx
-            .prepare_cached(
-                "SELECT last_observed_at, learned_interval_ms FROM devices WHERE device_id = ?1",
-            )?
-            .query_row([device_id], |row| {
-                Ok(DeviceState {
-                    last_observed: row.get(0)?,
-                    learned_interval: row.get::<_, Option<i64>>(1)?.map(|v| v as f64),
-                })
+        let state = live
+            .read()
+            .devices
+            .get(device_id)
+            .map(|d| DeviceState {
+                last_observed: d.last_observed_at,
+                learned_interval: d.learned_interval_ms,
+                ..DeviceState::default()
             })
-            .optional()?
             .unwrap_or_default();
         devices.insert(device_id.to_owned(), state);
     }
@@ -366,27 +457,15 @@ fn learn_cadence(
         Some(_) => {}
         None => state.last_observed = Some(observed),
     }
-    Ok(())
 }
 
-fn write_latest(
-    tx: &rusqlite::Transaction<'_>,
-    latest: &HashMap<i64, (i64, f64, i64)>,
-) -> Result<(), StoreError> {
-    let mut update = tx.prepare_cached(
-        "UPDATE series SET last_observed_at = ?2, last_value = ?3, last_status = ?4
-         WHERE id = ?1 AND (last_observed_at IS NULL OR last_observed_at <= ?2)",
-    )?;
-    for (sid, (observed, value, status)) in latest {
-        update.execute(params![sid, observed, value, status])?;
-    }
-    Ok(())
-}
-
-fn write_devices(
+/// Upsert the rows of devices this writer has not written yet (new devices, and each device's
+/// first message since start: its feed, first sighting and position), and of devices whose
+/// first position just arrived. What changes with every message goes through `live`.
+fn write_new_devices(
     tx: &rusqlite::Transaction<'_>,
     touched: &HashMap<&str, DeviceTouch<'_>>,
-    states: &HashMap<String, DeviceState>,
+    states: &mut HashMap<String, DeviceState>,
 ) -> Result<(), StoreError> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO devices (device_id, city, feed, domain, lat, lon, first_seen, last_seen,
@@ -405,15 +484,17 @@ fn write_devices(
     )?;
     for (device, t) in touched {
         let r = t.reading;
+        let Some(state) = states.get_mut(*device) else {
+            continue;
+        };
+        if state.row_written && (state.located || r.location.is_none()) {
+            continue;
+        }
+        state.row_written = true;
+        state.located |= r.location.is_some();
         let (lat, lon) = r.location.as_ref().map(|l| (l.lat, l.lon)).unzip();
-        let learned = states
-            .get(*device)
-            .and_then(|s| s.learned_interval)
-            .map(|v| v.round() as i64);
-        let last_observed = states
-            .get(*device)
-            .and_then(|s| s.last_observed)
-            .unwrap_or(t.observed_at);
+        let learned = state.learned_interval.map(|v| v.round() as i64);
+        let last_observed = state.last_observed.unwrap_or(t.observed_at);
         upsert.execute(params![
             device,
             r.city.as_str(),
