@@ -346,9 +346,12 @@ fn open_connection(
             Synchronous::Normal => "NORMAL",
         },
     )?;
-    // Page cache in KiB (negative): the writer's index inserts want it; readers share the OS
-    // page cache, so theirs stays small (it is per connection, and there are several).
-    let cache_kib = if read_only { 8_000 } else { 32_000 };
+    // Page cache in KiB (negative). Modest on purpose: with thousands of series every insert
+    // lands on a different index leaf, so the writer's working set is far larger than any
+    // cache and the OS page cache backs it either way; at 15,000 stations 32 MB instead of
+    // 16 MB cost 16 MB of RSS and bought no commit time (BENCHMARKS.md). Readers share the
+    // OS page cache too, and there are several of them.
+    let cache_kib: i64 = if read_only { 4_000 } else { 16_000 };
     conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
