@@ -9,7 +9,7 @@
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
@@ -129,8 +129,8 @@ impl Live {
             )
             .optional()?
             .unwrap_or(0);
-        let mut replayed_series = Vec::new();
-        let mut replayed_devices = Vec::new();
+        let mut replayed_series = HashSet::default();
+        let mut replayed_devices = HashSet::default();
         {
             let mut stmt = tx.prepare(
                 "SELECT r.series_id, s.device_id, r.observed_at, r.value, r.status, r.received_at
@@ -140,26 +140,25 @@ impl Live {
             let mut rows = stmt.query([position])?;
             while let Some(row) = rows.next()? {
                 let id: i64 = row.get(0)?;
-                let device: String = row.get(1)?;
                 let latest = Latest {
                     observed_at: row.get(2)?,
                     value: row.get(3)?,
                     status: row.get(4)?,
                 };
                 state.offer(id, latest);
-                state.devices.entry(device.clone()).or_default().saw(
-                    row.get(5)?,
-                    latest.observed_at,
-                    latest.status,
-                );
-                replayed_series.push(id);
-                replayed_devices.push(device);
+                replayed_series.insert(id);
+                let device = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                if !replayed_devices.contains(device) {
+                    replayed_devices.insert(device.to_owned());
+                }
+                // Not `entry(device.to_owned())`: that copies the key for every row.
+                let d = match state.devices.get_mut(device) {
+                    Some(d) => d,
+                    None => state.devices.entry(device.to_owned()).or_default(),
+                };
+                d.saw(row.get(5)?, latest.observed_at, latest.status);
             }
         }
-        replayed_series.sort_unstable();
-        replayed_series.dedup();
-        replayed_devices.sort_unstable();
-        replayed_devices.dedup();
         if !replayed_series.is_empty() {
             tracing::info!(
                 series = replayed_series.len(),
