@@ -237,6 +237,9 @@ pub fn run_commits(
         }
         on_commit(&envelopes, &outcomes);
         envelopes.clear();
+        if let Err(e) = writer.restart_wal_if_asked() {
+            warn!(error = %e, "Starting the WAL over failed; will retry.");
+        }
         if last_prune.elapsed() > Duration::from_secs(60) {
             last_prune = std::time::Instant::now();
             match writer.prune(now) {

@@ -13,7 +13,10 @@ mod writer;
 
 use std::{
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -60,6 +63,9 @@ struct Inner {
     hourly: Arc<hourly::HourlyPollutants>,
     /// Latest value per series and state per device, kept by the writer.
     live: Arc<live::Live>,
+    /// Set by the checkpointer when the WAL should start over; the writer does it between
+    /// commits (see [`checkpoint`]).
+    restart_wal: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -94,6 +100,7 @@ impl Store {
                 side: Mutex::new(None),
                 hourly,
                 live,
+                restart_wal: Arc::default(),
             }),
         })
     }
@@ -110,6 +117,7 @@ impl Store {
             &self.inner.config,
             Arc::clone(&self.inner.hourly),
             Arc::clone(&self.inner.live),
+            Arc::clone(&self.inner.restart_wal),
         )
     }
 
@@ -130,7 +138,17 @@ impl Store {
         every: Duration,
         stop: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        self.checkpointer_with(every, stop, WAL_LIMITS)
+    }
+
+    fn checkpointer_with(
+        &self,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+        limits: WalLimits,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let config = self.inner.config.clone();
+        let restart_wal = Arc::clone(&self.inner.restart_wal);
         std::thread::Builder::new()
             .name("store-checkpoint".into())
             .spawn(move || {
@@ -141,8 +159,8 @@ impl Store {
                         return;
                     }
                 };
-                // A RESTART checkpoint holds off writers while it waits for readers: give up
-                // soon and try again next round rather than stall ingest.
+                // A RESTART checkpoint (the fallback) holds off the writer while it waits for
+                // readers: give up soon and try again next round rather than stall ingest.
                 if let Err(e) = conn.busy_timeout(Duration::from_millis(CHECKPOINT_WAIT_MS)) {
                     tracing::warn!(error = %e, "Cannot set the checkpoint busy timeout.");
                 }
@@ -151,7 +169,12 @@ impl Store {
                     while std::time::Instant::now() < deadline && !stop.is_cancelled() {
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                    match checkpoint(&conn) {
+                    // Asked the writer to start the log over: leave the log alone until it
+                    // has (both copying at once slowed its checkpoint down several times).
+                    if restart_wal.load(Ordering::Acquire) && !stop.is_cancelled() {
+                        continue;
+                    }
+                    match checkpoint(&conn, &restart_wal, limits) {
                         Ok(wal_pages) => {
                             metrics::gauge!(crate::stats::names::WAL_PAGES).set(wal_pages as f64)
                         }
@@ -284,37 +307,98 @@ fn load_hourly(
     Ok(())
 }
 
-/// WAL size (in pages) above which a checkpoint makes the log start over.
-const WAL_RESTART_PAGES: i64 = 8_192;
+/// WAL sizes (in pages) above which the log should start over (`restart`), and above which
+/// the checkpointer makes it start over itself (`force`).
+#[derive(Debug, Clone, Copy)]
+struct WalLimits {
+    restart: i64,
+    force: i64,
+}
+
+const WAL_LIMITS: WalLimits = WalLimits {
+    restart: 16_384,
+    force: 4 * 16_384,
+};
 /// How long a RESTART checkpoint may wait for the writer and readers.
 const CHECKPOINT_WAIT_MS: u64 = 50;
+/// PASSIVE rounds per checkpoint at most, to catch up with the writer.
+const PASSIVE_ROUNDS: usize = 8;
+/// Pages a PASSIVE round may leave uncopied for the writer's RESTART.
+const RESTART_BACKLOG_PAGES: i64 = 256;
 
-/// A PASSIVE checkpoint, which never waits, and, when the WAL has grown past
-/// `WAL_RESTART_PAGES`, a RESTART one: under continuous writes a PASSIVE checkpoint never
-/// catches up with the writer, so the log would never start over and grows without bound
-/// (gigabytes in minutes at full ingest, every lookup slower). RESTART holds the writer for
-/// the copy (tens of milliseconds at this size) and waits for readers. Returns the WAL's size.
-fn checkpoint(conn: &Connection) -> Result<i64, StoreError> {
+/// Copy the WAL into the database with PASSIVE checkpoints, which never wait, and see that the
+/// log starts over once it has grown past `limits.restart`: otherwise, under continuous
+/// writes, it grows without bound (gigabytes in minutes at full ingest, every lookup slower).
+///
+/// Starting over takes a RESTART checkpoint, which holds the writer while it copies what is left,
+/// syncs the database and waits for readers. Run here, it first has to win the write lock from
+/// a writer that commits back to back, and the writer then sleeps in SQLite's busy handler:
+/// at full ingest the commit after it took 0.2–0.25 s. So a few PASSIVE rounds first catch up
+/// with the writer (one round alone never does: the writer adds frames while it copies), and
+/// then `restart_wal` asks the writer to run the RESTART itself between two commits, when only
+/// the frames of a commit or two are left to copy (see `StoreWriter::restart_wal_if_asked`).
+/// Only past `limits.force` (the writer's attempts kept finding readers) does the
+/// checkpointer force it. Returns the WAL's size.
+fn checkpoint(
+    conn: &Connection,
+    restart_wal: &AtomicBool,
+    limits: WalLimits,
+) -> Result<i64, StoreError> {
+    // (frames in the WAL, frames copied to the database)
     let run = |mode: &str| {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-            row.get::<_, i64>(1)
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         })
     };
-    let pages = run("PASSIVE")?;
-    if pages > WAL_RESTART_PAGES {
-        return match run("RESTART") {
-            Ok(pages) => Ok(pages),
-            // Busy past CHECKPOINT_WAIT_MS: the next round tries again.
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                Ok(pages)
-            }
-            Err(e) => Err(e.into()),
-        };
+    let (mut pages, mut copied) = run("PASSIVE")?;
+    for _ in 1..PASSIVE_ROUNDS {
+        if pages <= limits.restart || pages - copied <= RESTART_BACKLOG_PAGES {
+            break;
+        }
+        (pages, copied) = run("PASSIVE")?;
     }
-    Ok(pages)
+    if pages <= limits.restart {
+        return Ok(pages);
+    }
+    if pages <= limits.force {
+        if pages - copied <= RESTART_BACKLOG_PAGES {
+            restart_wal.store(true, Ordering::Release);
+        }
+        return Ok(pages);
+    }
+    match run("RESTART") {
+        Ok((pages, _)) => Ok(pages),
+        // Busy past CHECKPOINT_WAIT_MS: the next round tries again.
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Ok(pages)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
+
+/// A RESTART checkpoint on the writer's connection, between commits, waiting at most
+/// `CHECKPOINT_WAIT_MS` for readers. Whether the log started over.
+fn restart_wal(conn: &Connection) -> Result<bool, StoreError> {
+    conn.busy_timeout(Duration::from_millis(CHECKPOINT_WAIT_MS))?;
+    let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    match result {
+        Ok(busy) => Ok(busy == 0),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How long a connection waits for a lock before SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn open_connection(
     path: &Path,
@@ -329,7 +413,7 @@ fn open_connection(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // No automatic checkpoints: SQLite would run them inside whichever commit crosses

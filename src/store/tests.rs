@@ -140,6 +140,139 @@ async fn data_and_counters_survive_reopening_without_a_clean_close() {
     assert_eq!(store.feed_counters().await.unwrap()[0].stored, 1);
 }
 
+/// Under continuous writes the WAL starts over: the checkpointer catches up and asks the
+/// writer, which restarts it between commits; the log stays near the limit instead of growing
+/// with everything written.
+#[test]
+fn the_wal_starts_over_under_continuous_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let limits = WalLimits {
+        restart: 64,
+        force: i64::MAX,
+    };
+    let checkpointer = store
+        .checkpointer_with(Duration::from_millis(20), stop.clone(), limits)
+        .unwrap();
+    let (mut restarts, mut written, mut commit) = (0, 0, 0i64);
+    let started = std::time::Instant::now();
+    while restarts < 3 && started.elapsed() < Duration::from_secs(20) {
+        commit += 1;
+        let batch: Vec<Reading> = (0..200)
+            .map(|i| reading(&format!("D{i:03}"), "pm25", t0() + commit.seconds(), 1.0))
+            .collect();
+        w.commit(&[env(batch)]).unwrap();
+        written += 1;
+        if w.restart_wal_if_asked().unwrap() {
+            restarts += 1;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.cancel();
+    checkpointer.join().unwrap();
+    assert!(
+        restarts >= 3,
+        "the writer restarted the WAL {restarts} times in {written} commits"
+    );
+    // The next commit starts the log over: it now holds that commit's frames, far fewer than
+    // the file (which keeps its size) has room for.
+    w.commit(&[env(vec![reading("D000", "pm25", t0() + 1.hours(), 1.0)])])
+        .unwrap();
+    let in_log: i64 = store
+        .connection_for_tests()
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+        .unwrap();
+    let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+        .unwrap()
+        .len() as i64;
+    let file_frames = (wal - 32) / (4096 + 24);
+    assert!(
+        in_log > 0 && in_log * 4 < file_frames,
+        "{in_log} frames in the log, {file_frames} in the file"
+    );
+}
+
+/// Writing the latest values of many series is spread over several commits, and the log
+/// position moves only when the last slice has landed; a crash in between loses nothing.
+#[tokio::test]
+async fn latest_values_are_written_in_rounds_over_several_commits() {
+    const DEVICES: usize = 3_000;
+    let live_cursor = |store: &Store| -> i64 {
+        store
+            .connection_for_tests()
+            .query_row(
+                "SELECT position FROM cursors WHERE name = 'live'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let rows_written = |store: &Store| -> i64 {
+        store
+            .connection_for_tests()
+            .query_row(
+                "SELECT COUNT(*) FROM series WHERE last_value IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let many: Vec<Reading> = (0..DEVICES)
+        .map(|i| reading(&format!("D{i:04}"), "pm25", t0(), i as f64))
+        .collect();
+    let one = |i: i64| env(vec![reading("X", "pm25", t0() + i.minutes(), 0.5)]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    w.live_round_every(Duration::ZERO);
+    w.commit(&[env(many.clone())]).unwrap();
+    let logged = DEVICES as i64;
+    w.commit(&[one(1)]).unwrap();
+    let first = rows_written(&store);
+    assert!(
+        first > 0 && first < DEVICES as i64,
+        "the first commit of the round writes a slice, not all: {first}"
+    );
+    assert_eq!(
+        live_cursor(&store),
+        0,
+        "the position waits for the whole round"
+    );
+    let mut commits = 1;
+    while live_cursor(&store) == 0 {
+        commits += 1;
+        assert!(commits < 100, "the round never finished");
+        w.commit(&[one(commits)]).unwrap();
+    }
+    assert!(commits > 2, "spread over {commits} commits");
+    assert_eq!(live_cursor(&store), logged, "where the round started");
+    assert!(rows_written(&store) >= DEVICES as i64);
+    drop(w);
+
+    // A crash in the middle of a round: reopening replays the log after the last position.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&config(dir.path()), &[]).unwrap();
+        let mut w = store.writer().unwrap();
+        w.live_round_every(Duration::ZERO);
+        w.commit(&[env(many.clone())]).unwrap();
+        w.commit(&[one(1)]).unwrap();
+        assert!(rows_written(&store) < DEVICES as i64);
+        std::mem::forget(w);
+    }
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let devices = store.devices(&DeviceFilter::default()).await.unwrap();
+    assert_eq!(devices.len(), DEVICES + 1);
+    for d in devices.iter().filter(|d| d.device_id != "X") {
+        let i: f64 = d.device_id[1..].parse().unwrap();
+        assert_eq!(d.latest[0].value, i, "{}", d.device_id);
+    }
+    assert_eq!(rows_written(&store), DEVICES as i64 + 1);
+}
+
 #[tokio::test]
 async fn latest_values_are_exact_after_a_crash_between_flushes() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,11 @@
 //! The write side: one transaction per batch of messages, then the caller acks them.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
-use foldhash::{HashMap, HashMapExt, HashSet};
+use foldhash::{HashMap, HashMapExt};
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     MINUTE_MS, StoreError,
-    live::{self, Latest, Live},
+    live::{Flusher, Latest, Live},
     status_code,
 };
 use crate::{
@@ -75,9 +75,6 @@ struct DeviceState {
     located: bool,
 }
 
-/// How often the latest values and device states are written to their rows (see `live`).
-const LIVE_FLUSH: Duration = Duration::from_secs(5);
-
 /// The single write connection, owned by the commit thread.
 pub struct StoreWriter {
     conn: Connection,
@@ -90,32 +87,10 @@ pub struct StoreWriter {
     hourly: Arc<super::hourly::HourlyPollutants>,
     /// Latest values and device states, updated after each commit.
     live: Arc<Live>,
-    unflushed: Unflushed,
-}
-
-/// Series and devices changed in `live` since it was last written to their rows.
-#[derive(Debug)]
-struct Unflushed {
-    series: HashSet<i64>,
-    devices: HashSet<String>,
-    since: Instant,
-}
-
-impl Unflushed {
-    fn due(&self) -> bool {
-        self.since.elapsed() >= LIVE_FLUSH && !(self.series.is_empty() && self.devices.is_empty())
-    }
-
-    fn write(&self, tx: &rusqlite::Transaction<'_>, live: &Live) -> Result<(), StoreError> {
-        live::write(tx, &live.read(), &self.series, &self.devices)
-    }
-
-    /// After the transaction holding `write` committed.
-    fn written(&mut self) {
-        self.series.clear();
-        self.devices.clear();
-        self.since = Instant::now();
-    }
+    /// Writes `live` to the tables every few seconds.
+    flusher: Flusher,
+    /// Set by the checkpointer: start the WAL over (see `super::checkpoint`).
+    restart_wal: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -149,15 +124,13 @@ impl StoreWriter {
         config: &StoreConfig,
         hourly: Arc<super::hourly::HourlyPollutants>,
         live: Arc<Live>,
+        restart_wal: Arc<AtomicBool>,
     ) -> Result<StoreWriter, StoreError> {
         Ok(StoreWriter {
+            restart_wal,
             hourly,
             live,
-            unflushed: Unflushed {
-                series: HashSet::default(),
-                devices: HashSet::default(),
-                since: Instant::now(),
-            },
+            flusher: Flusher::default(),
             conn,
             retention_ms: config.retention.as_millis() as i64,
             reject_retention_ms: config.reject_retention.as_millis() as i64,
@@ -183,10 +156,7 @@ impl StoreWriter {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let flushing = self.unflushed.due();
-        if flushing {
-            self.unflushed.write(&tx, &self.live)?;
-        }
+        let slice = self.flusher.step(&tx, &self.live)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut feeds: HashMap<&str, FeedDelta> = HashMap::new();
         let mut latest: HashMap<i64, Latest> = HashMap::new();
@@ -312,8 +282,8 @@ impl StoreWriter {
         write_counters(&tx, &feeds)?;
         write_rollups(&tx, &rollup)?;
         tx.commit()?;
-        if flushing {
-            self.unflushed.written();
+        if let Some(slice) = slice {
+            self.flusher.written(slice);
         }
         self.publish(&latest, &touched);
         self.hourly.add_all(&pollutants);
@@ -325,7 +295,7 @@ impl StoreWriter {
         let mut live = self.live.write();
         for (&id, &l) in latest {
             live.offer(id, l);
-            self.unflushed.series.insert(id);
+            self.flusher.changed_series(id);
         }
         for (&device, t) in touched {
             let state = self.devices.get(device);
@@ -335,20 +305,30 @@ impl StoreWriter {
             };
             d.saw(t.received_at, t.observed_at, status_code(t.reading.status));
             d.learned_interval_ms = state.and_then(|s| s.learned_interval);
-            if !self.unflushed.devices.contains(device) {
-                self.unflushed.devices.insert(device.to_owned());
-            }
+            self.flusher.changed_device(device);
         }
     }
 
     /// Write the latest values and device states to their rows now (at shutdown; otherwise
-    /// every few seconds within a commit).
+    /// a slice per commit, see `live::Flusher`).
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        self.unflushed.write(&tx, &self.live)?;
-        tx.commit()?;
-        self.unflushed.written();
-        Ok(())
+        self.flusher.flush(&mut self.conn, &self.live)
+    }
+
+    #[cfg(test)]
+    pub(super) fn live_round_every(&mut self, every: std::time::Duration) {
+        self.flusher.round_every(every);
+    }
+
+    /// Start the WAL over if the checkpointer asked to, between commits: here it costs copying
+    /// the frames of the last commit or two, and never waits for the write lock. Whether it did.
+    pub fn restart_wal_if_asked(&mut self) -> Result<bool, StoreError> {
+        if self.restart_wal.swap(false, Ordering::AcqRel) {
+            let restarted = super::restart_wal(&self.conn)?;
+            tracing::trace!(restarted, "Asked to start the WAL over.");
+            return Ok(restarted);
+        }
+        Ok(false)
     }
 
     /// Delete readings and rejects past their retention, in bounded chunks so one call never
