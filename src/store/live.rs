@@ -276,6 +276,8 @@ struct Round {
 pub(super) struct Slice {
     series_done: usize,
     devices_done: usize,
+    /// The round's last slice.
+    last: bool,
 }
 
 impl Default for Flusher {
@@ -335,17 +337,20 @@ impl Flusher {
         let Some(round) = &self.round else {
             return Ok(None);
         };
+        let series_done = (round.series_done + round.series_slice).min(round.series.len());
+        let devices_done = (round.devices_done + round.devices_slice).min(round.devices.len());
         let slice = Slice {
-            series_done: (round.series_done + round.series_slice).min(round.series.len()),
-            devices_done: (round.devices_done + round.devices_slice).min(round.devices.len()),
+            series_done,
+            devices_done,
+            last: series_done == round.series.len() && devices_done == round.devices.len(),
         };
         write_rows(
             tx,
             &live.read(),
-            &round.series[round.series_done..slice.series_done],
-            &round.devices[round.devices_done..slice.devices_done],
+            &round.series[round.series_done..series_done],
+            &round.devices[round.devices_done..devices_done],
         )?;
-        if slice.series_done == round.series.len() && slice.devices_done == round.devices.len() {
+        if slice.last {
             super::writer::set_cursor(tx, CURSOR, round.position)?;
         }
         Ok(Some(slice))
@@ -353,13 +358,11 @@ impl Flusher {
 
     /// The transaction holding `slice` committed.
     pub(super) fn written(&mut self, slice: Slice) {
-        if let Some(round) = &mut self.round {
+        if slice.last {
+            self.round = None;
+        } else if let Some(round) = &mut self.round {
             round.series_done = slice.series_done;
             round.devices_done = slice.devices_done;
-            if round.series_done == round.series.len() && round.devices_done == round.devices.len()
-            {
-                self.round = None;
-            }
         }
     }
 

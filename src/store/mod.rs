@@ -344,12 +344,7 @@ fn checkpoint(
     restart_wal: &AtomicBool,
     limits: WalLimits,
 ) -> Result<i64, StoreError> {
-    // (frames in the WAL, frames copied to the database)
-    let run = |mode: &str| {
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        })
-    };
+    let run = |mode| wal_checkpoint(conn, mode).map(|w| (w.pages, w.copied));
     let (mut pages, mut copied) = run("PASSIVE")?;
     for _ in 1..PASSIVE_ROUNDS {
         if pages <= limits.restart || pages - copied <= RESTART_BACKLOG_PAGES {
@@ -366,32 +361,46 @@ fn checkpoint(
         }
         return Ok(pages);
     }
-    match run("RESTART") {
-        Ok((pages, _)) => Ok(pages),
-        // Busy past CHECKPOINT_WAIT_MS: the next round tries again.
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-        {
-            Ok(pages)
-        }
-        Err(e) => Err(e.into()),
-    }
+    // Busy past CHECKPOINT_WAIT_MS: the next round tries again.
+    Ok(restart(conn)?.map_or(pages, |w| w.pages))
 }
 
 /// A RESTART checkpoint on the writer's connection, between commits, waiting at most
 /// `CHECKPOINT_WAIT_MS` for readers. Whether the log started over.
 fn restart_wal(conn: &Connection) -> Result<bool, StoreError> {
     conn.busy_timeout(Duration::from_millis(CHECKPOINT_WAIT_MS))?;
-    let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
-        row.get::<_, i64>(0)
-    });
+    let result = restart(conn);
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    match result {
-        Ok(busy) => Ok(busy == 0),
+    Ok(result?.is_some_and(|w| !w.busy))
+}
+
+/// What `PRAGMA wal_checkpoint` reports.
+struct WalCheckpoint {
+    /// It could not finish (readers or a writer in the way).
+    busy: bool,
+    /// Frames in the WAL, and how many of them are copied to the database.
+    pages: i64,
+    copied: i64,
+}
+
+fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<WalCheckpoint> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok(WalCheckpoint {
+            busy: row.get::<_, i64>(0)? != 0,
+            pages: row.get(1)?,
+            copied: row.get(2)?,
+        })
+    })
+}
+
+/// A RESTART checkpoint; `None` when it gave up waiting for a lock (SQLITE_BUSY).
+fn restart(conn: &Connection) -> Result<Option<WalCheckpoint>, StoreError> {
+    match wal_checkpoint(conn, "RESTART") {
+        Ok(w) => Ok(Some(w)),
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::DatabaseBusy =>
         {
-            Ok(false)
+            Ok(None)
         }
         Err(e) => Err(e.into()),
     }

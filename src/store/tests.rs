@@ -199,25 +199,19 @@ fn the_wal_starts_over_under_continuous_writes() {
 #[tokio::test]
 async fn latest_values_are_written_in_rounds_over_several_commits() {
     const DEVICES: usize = 3_000;
-    let live_cursor = |store: &Store| -> i64 {
+    let number = |store: &Store, sql: &str| -> i64 {
         store
             .connection_for_tests()
-            .query_row(
-                "SELECT position FROM cursors WHERE name = 'live'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(sql, [], |r| r.get(0))
             .unwrap()
     };
-    let rows_written = |store: &Store| -> i64 {
-        store
-            .connection_for_tests()
-            .query_row(
-                "SELECT COUNT(*) FROM series WHERE last_value IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
+    let live_cursor =
+        |store: &Store| number(store, "SELECT position FROM cursors WHERE name = 'live'");
+    let rows_written = |store: &Store| {
+        number(
+            store,
+            "SELECT COUNT(*) FROM series WHERE last_value IS NOT NULL",
+        )
     };
     let many: Vec<Reading> = (0..DEVICES)
         .map(|i| reading(&format!("D{i:04}"), "pm25", t0(), i as f64))
