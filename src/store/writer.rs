@@ -163,11 +163,9 @@ impl StoreWriter {
         let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
         let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
         let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::new();
+        let (sids, new) = insert_readings(&tx, &mut self.series, batch)?;
+        let mut flat = 0;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO readings (series_id, observed_at, value, status, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-            )?;
             for env in batch {
                 let received_ms = env.received_at.as_millisecond();
                 let delta = feeds.entry(env.feed.as_str()).or_default();
@@ -177,17 +175,11 @@ impl StoreWriter {
                     Content::Readings(readings) => {
                         let mut inserted = 0;
                         for r in readings {
-                            let sid = series_id(&tx, &mut self.series, r)?;
+                            let (sid, new) = (sids[flat], new[flat]);
+                            flat += 1;
                             let observed = r.observed_at.as_millisecond();
                             let status = status_code(r.status);
-                            let n = insert.execute(params![
-                                sid,
-                                observed,
-                                r.value,
-                                status,
-                                received_ms
-                            ])?;
-                            if n == 1 {
+                            if new {
                                 inserted += 1;
                                 rollup
                                     .entry((
@@ -367,6 +359,51 @@ pub(super) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result
         params![name, position, Timestamp::now().as_millisecond()],
     )?;
     Ok(())
+}
+
+/// Insert every reading of a batch, in the order of the `(series_id, observed_at)` index rather
+/// than as they arrived: each index leaf is then fetched and changed once per commit instead of
+/// once per reading that lands on it. A commit dirties about one leaf per series it touches, far
+/// more than the writer's page cache holds; in arrival order SQLite spilled dirty leaves to the
+/// WAL mid-transaction and read them back for the next reading of the same series.
+///
+/// Returns, per reading in batch order (messages, then readings), its series and whether it was
+/// new. Of two equal readings in one batch the earlier message's is the one stored, as in
+/// arrival order: `flat` orders them.
+fn insert_readings(
+    tx: &rusqlite::Transaction<'_>,
+    series: &mut HashMap<String, HashMap<&'static str, i64>>,
+    batch: &[Envelope],
+) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
+    let mut sids = Vec::new();
+    let mut order = Vec::new();
+    for env in batch {
+        if let Content::Readings(readings) = &env.content {
+            let received = env.received_at.as_millisecond();
+            for r in readings {
+                let sid = series_id(tx, series, r)?;
+                order.push((sid, r.observed_at.as_millisecond(), sids.len(), received, r));
+                sids.push(sid);
+            }
+        }
+    }
+    order.sort_unstable_by_key(|&(sid, observed, flat, ..)| (sid, observed, flat));
+    let mut inserted = vec![false; sids.len()];
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO readings (series_id, observed_at, value, status, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+    )?;
+    for (sid, observed, flat, received, r) in order {
+        let n = insert.execute(params![
+            sid,
+            observed,
+            r.value,
+            status_code(r.status),
+            received
+        ])?;
+        inserted[flat] = n == 1;
+    }
+    Ok((sids, inserted))
 }
 
 fn series_id(
