@@ -292,7 +292,7 @@ fn load_hourly(
         .join(", ");
     let mut stmt = conn.prepare(&format!(
         "SELECT s.device_id, s.metric, (r.observed_at / {HOUR_MS}) * {HOUR_MS}, SUM(r.value), COUNT(*)
-         FROM series s CROSS JOIN readings r ON r.series_id = s.id
+         FROM series s CROSS JOIN readings r ON r.device_key = s.device_key AND r.series_id = s.id
          WHERE s.metric IN ({pollutants}) AND r.observed_at >= ?1 AND r.status = 0
          GROUP BY s.id, 3"
     ))?;

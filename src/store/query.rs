@@ -203,8 +203,8 @@ impl Store {
         let (device_id, metric) = (device_id.to_owned(), metric.to_owned());
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT r.observed_at, r.value, r.status FROM readings r
-                 JOIN series s ON s.id = r.series_id
+                "SELECT r.observed_at, r.value, r.status
+                 FROM series s JOIN readings r ON r.device_key = s.device_key AND r.series_id = s.id
                  WHERE s.device_id = ?1 AND s.metric = ?2 AND r.observed_at >= ?3 AND r.observed_at < ?4
                  ORDER BY r.observed_at LIMIT ?5",
             )?;
@@ -242,8 +242,8 @@ impl Store {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT (r.observed_at / 3600000) * 3600000 AS hour, AVG(r.value), COUNT(*)
-                 FROM readings r
-                 WHERE r.series_id = (SELECT id FROM series WHERE device_id = ?1 AND metric = ?2)
+                 FROM series s JOIN readings r ON r.device_key = s.device_key AND r.series_id = s.id
+                 WHERE s.device_id = ?1 AND s.metric = ?2
                    AND r.observed_at >= ?3 AND r.observed_at < ?4 AND r.status = 0
                  GROUP BY hour ORDER BY hour",
             )?;
@@ -653,7 +653,7 @@ pub(super) fn aggregates_from_readings(
     };
     let sql = format!(
         "SELECT {bucket} AS b, {group_col}, COUNT(*), AVG(r.value), MIN(r.value), MAX(r.value), SUM(r.value)
-         FROM readings r JOIN series s ON s.id = r.series_id
+         FROM series s JOIN readings r ON r.device_key = s.device_key AND r.series_id = s.id
          {} GROUP BY {group_by} ORDER BY b, 2",
         w.sql()
     );

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 -- One row per device × metric; the writer caches ids. The last_* columns are written every few
@@ -20,20 +20,25 @@ CREATE TABLE IF NOT EXISTS series (
     last_observed_at INTEGER,
     last_value       REAL,
     last_status      INTEGER,
+    -- The id of the device's first series, shared by all its series: orders the readings index.
+    device_key       INTEGER NOT NULL,
     UNIQUE (device_id, metric)
 );
 CREATE INDEX IF NOT EXISTS series_city ON series (city, domain, metric);
 
 -- The reading log. `id` is the log sequence a forwarder reads by cursor; the unique key makes
--- a QoS 1 redelivery a no-op.
+-- a QoS 1 redelivery a no-op. The key leads with the device, not the series: a message's
+-- readings share a device and a time, so a commit changes one index leaf per device it touches
+-- instead of one per series (six for an air station).
 CREATE TABLE IF NOT EXISTS readings (
     id          INTEGER PRIMARY KEY,
     series_id   INTEGER NOT NULL REFERENCES series (id),
+    device_key  INTEGER NOT NULL,  -- series.device_key
     observed_at INTEGER NOT NULL,  -- UTC ms
     value       REAL NOT NULL,
     status      INTEGER NOT NULL,  -- 0 measuring, 1 calibrating, 2 fault
     received_at INTEGER NOT NULL,  -- UTC ms
-    UNIQUE (series_id, observed_at)
+    UNIQUE (device_key, observed_at, series_id)
 );
 -- No index on observed_at alone: every query (and retention) goes through a series, and each
 -- extra index costs every insert.
@@ -161,6 +166,23 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
+    if version < 5 && !has_column(&tx, "readings", "device_key")? {
+        // Version 5 keys the readings index by device (see the schema). The old table's unique
+        // key cannot be dropped in place: the readings are copied over in log order.
+        tx.execute_batch(
+            "ALTER TABLE series ADD COLUMN device_key INTEGER NOT NULL DEFAULT 0;
+             UPDATE series SET device_key =
+                 (SELECT MIN(id) FROM series first WHERE first.device_id = series.device_id);
+             ALTER TABLE readings RENAME TO readings_v4;",
+        )?;
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(
+            "INSERT INTO readings (id, series_id, device_key, observed_at, value, status, received_at)
+             SELECT r.id, r.series_id, s.device_key, r.observed_at, r.value, r.status, r.received_at
+             FROM readings_v4 r JOIN series s ON s.id = r.series_id ORDER BY r.id;
+             DROP TABLE readings_v4;",
+        )?;
+    }
     if version < 3 {
         // Version 3 added the minute rollups (built here from the readings already kept) and
         // dropped the index on observed_at alone.
@@ -187,4 +209,12 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )?)
 }

@@ -143,6 +143,93 @@ async fn data_and_counters_survive_reopening_without_a_clean_close() {
 /// Under continuous writes the WAL starts over: the checkpointer catches up and asks the
 /// writer, which restarts it between commits; the log stays near the limit instead of growing
 /// with everything written.
+/// A version-4 database (readings keyed by series) is rebuilt on open with its readings, their
+/// log positions and the redelivery check intact.
+#[tokio::test]
+async fn a_version_4_database_is_migrated_with_its_readings() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch: Vec<Envelope> = (0..20)
+        .map(|i| {
+            let at = t0() + (i * 10).minutes();
+            let device = if i % 2 == 0 { "A" } else { "B" };
+            env(vec![
+                reading(device, "pm25", at, i as f64),
+                reading(device, "pm10", at, 100.0 + i as f64),
+            ])
+        })
+        .collect();
+    let log = |conn: &rusqlite::Connection| -> Vec<(i64, i64, i64, f64)> {
+        let mut stmt = conn
+            .prepare("SELECT id, series_id, observed_at, value FROM readings ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let before = {
+        let store = Store::open(&config(dir.path()), &[]).unwrap();
+        store.writer().unwrap().commit(&batch).unwrap();
+        let conn = store.connection_for_tests();
+        // Back to the version-4 layout.
+        conn.execute_batch(
+            "ALTER TABLE readings RENAME TO readings_v5;
+             CREATE TABLE readings (
+                 id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL REFERENCES series (id),
+                 observed_at INTEGER NOT NULL, value REAL NOT NULL, status INTEGER NOT NULL,
+                 received_at INTEGER NOT NULL, UNIQUE (series_id, observed_at));
+             INSERT INTO readings SELECT id, series_id, observed_at, value, status, received_at
+                 FROM readings_v5;
+             DROP TABLE readings_v5;
+             ALTER TABLE series DROP COLUMN device_key;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        log(&conn)
+    };
+    assert_eq!(before.len(), 40);
+
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    assert_eq!(log(&store.connection_for_tests()), before);
+    let points = store
+        .series("B", "pm10", t0(), t0() + 24.hours(), 100)
+        .await
+        .unwrap();
+    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+    assert_eq!(
+        values,
+        (0..20)
+            .filter(|i| i % 2 == 1)
+            .map(|i| 100.0 + i as f64)
+            .collect::<Vec<_>>()
+    );
+    let mut w = store.writer().unwrap();
+    assert!(
+        w.commit(&batch)
+            .unwrap()
+            .iter()
+            .all(|o| *o == Outcome::Duplicate)
+    );
+    // A new series of a migrated device joins its device's key.
+    let later = env(vec![
+        reading("A", "no2", t0(), 7.0),
+        reading("A", "pm25", t0() + 24.hours(), 1.0),
+    ]);
+    assert_eq!(
+        w.commit(&[later]).unwrap(),
+        vec![Outcome::Stored { inserted: 2 }]
+    );
+    let keys: i64 = store
+        .connection_for_tests()
+        .query_row(
+            "SELECT COUNT(DISTINCT device_key) FROM series WHERE device_id = 'A'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(keys, 1);
+}
+
 #[test]
 fn the_wal_starts_over_under_continuous_writes() {
     let dir = tempfile::tempdir().unwrap();

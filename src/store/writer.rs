@@ -80,8 +80,7 @@ pub struct StoreWriter {
     conn: Connection,
     retention_ms: i64,
     reject_retention_ms: i64,
-    /// device → metric → series id.
-    series: HashMap<String, HashMap<&'static str, i64>>,
+    series: SeriesCache,
     devices: HashMap<String, DeviceState>,
     /// Told about each committed pollutant sample.
     hourly: Arc<super::hourly::HourlyPollutants>,
@@ -111,6 +110,9 @@ struct FeedDelta {
     last_message_at: i64,
     last_stored_at: Option<i64>,
 }
+
+/// device → metric → series.
+type SeriesCache = HashMap<String, HashMap<&'static str, SeriesKey>>;
 
 struct DeviceTouch<'a> {
     reading: &'a Reading,
@@ -330,8 +332,8 @@ impl StoreWriter {
         let now_ms = now.as_millisecond();
         let readings = self.conn.execute(
             "DELETE FROM readings WHERE id IN
-               (SELECT r.id FROM series s CROSS JOIN readings r
-                  ON r.series_id = s.id AND r.observed_at < ?1 LIMIT ?2)",
+               (SELECT r.id FROM (SELECT DISTINCT device_key FROM series) d CROSS JOIN readings r
+                  ON r.device_key = d.device_key AND r.observed_at < ?1 LIMIT ?2)",
             params![now_ms - self.retention_ms, CHUNK as i64],
         )?;
         let rejects = self.conn.execute(
@@ -361,18 +363,19 @@ pub(super) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result
     Ok(())
 }
 
-/// Insert every reading of a batch, in the order of the `(series_id, observed_at)` index rather
-/// than as they arrived: each index leaf is then fetched and changed once per commit instead of
-/// once per reading that lands on it. A commit dirties about one leaf per series it touches, far
-/// more than the writer's page cache holds; in arrival order SQLite spilled dirty leaves to the
-/// WAL mid-transaction and read them back for the next reading of the same series.
+/// Insert every reading of a batch in the order of the readings index — by device, then time,
+/// then series — rather than as they arrived: each index leaf is then fetched and changed once
+/// per commit. A commit dirties about one leaf per device it touches (a message's readings
+/// share a device and a time, so they sit side by side), far more than the writer's page cache
+/// holds; in arrival order SQLite spilled dirty leaves to the WAL mid-transaction and read them
+/// back for the device's next message.
 ///
-/// Returns, per reading in batch order (messages, then readings), its series and whether it was
-/// new. Of two equal readings in one batch the earlier message's is the one stored, as in
+/// Returns, per reading in batch order (messages, then readings), its series id and whether it
+/// was new. Of two equal readings in one batch the earlier message's is the one stored, as in
 /// arrival order: `flat` orders them.
 fn insert_readings(
     tx: &rusqlite::Transaction<'_>,
-    series: &mut HashMap<String, HashMap<&'static str, i64>>,
+    series: &mut SeriesCache,
     batch: &[Envelope],
 ) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
     let mut sids = Vec::new();
@@ -381,24 +384,29 @@ fn insert_readings(
         if let Content::Readings(readings) = &env.content {
             let received = env.received_at.as_millisecond();
             for r in readings {
-                let sid = series_id(tx, series, r)?;
-                order.push((sid, r.observed_at.as_millisecond(), sids.len(), received, r));
-                sids.push(sid);
+                let key = series_key(tx, series, r)?;
+                let observed = r.observed_at.as_millisecond();
+                order.push((key, observed, sids.len(), received, r));
+                sids.push(key.id);
             }
         }
     }
-    order.sort_unstable_by_key(|&(sid, observed, flat, ..)| (sid, observed, flat));
+    order.sort_unstable_by_key(|&(key, observed, flat, ..)| {
+        (key.device_key, observed, key.id, flat)
+    });
     let mut inserted = vec![false; sids.len()];
     let mut insert = tx.prepare_cached(
-        "INSERT INTO readings (series_id, observed_at, value, status, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        "INSERT INTO readings (series_id, device_key, observed_at, value, status, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
     )?;
-    for (sid, observed, flat, received, r) in order {
+    for (key, observed, flat, received, r) in order {
+        let status = status_code(r.status);
         let n = insert.execute(params![
-            sid,
+            key.id,
+            key.device_key,
             observed,
             r.value,
-            status_code(r.status),
+            status,
             received
         ])?;
         inserted[flat] = n == 1;
@@ -406,22 +414,32 @@ fn insert_readings(
     Ok((sids, inserted))
 }
 
-fn series_id(
+/// A series' id and its device's key (`series.device_key`), which orders the readings index.
+#[derive(Debug, Clone, Copy)]
+struct SeriesKey {
+    id: i64,
+    device_key: i64,
+}
+
+fn series_key(
     tx: &rusqlite::Transaction<'_>,
-    cache: &mut HashMap<String, HashMap<&'static str, i64>>,
+    cache: &mut SeriesCache,
     r: &Reading,
-) -> Result<i64, StoreError> {
-    if let Some(id) = cache
+) -> Result<SeriesKey, StoreError> {
+    if let Some(key) = cache
         .get(r.device_id.as_str())
         .and_then(|m| m.get(r.metric))
     {
-        return Ok(*id);
+        return Ok(*key);
     }
-    let id: i64 = tx
+    // A device's first series gives the device its key (its own id); later ones share it.
+    let (id, device_key): (i64, i64) = tx
         .prepare_cached(
-            "INSERT INTO series (device_id, metric, city, feed, domain, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO series (device_id, metric, city, feed, domain, unit, device_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                     COALESCE((SELECT device_key FROM series WHERE device_id = ?1 LIMIT 1), 0))
              ON CONFLICT (device_id, metric) DO UPDATE SET unit = excluded.unit
-             RETURNING id",
+             RETURNING id, device_key",
         )?
         .query_row(
             params![
@@ -432,13 +450,21 @@ fn series_id(
                 r.domain.as_str(),
                 r.unit
             ],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
+    let device_key = if device_key == 0 {
+        tx.prepare_cached("UPDATE series SET device_key = id WHERE id = ?1")?
+            .execute([id])?;
+        id
+    } else {
+        device_key
+    };
+    let key = SeriesKey { id, device_key };
     cache
         .entry(r.device_id.clone())
         .or_default()
-        .insert(r.metric, id);
-    Ok(id)
+        .insert(r.metric, key);
+    Ok(key)
 }
 
 /// Learn a device's reporting interval as an EWMA of the gaps between successive observations.
