@@ -86,9 +86,30 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Fails only if another recorder is installed (e.g. a test harness); then our
             // handle renders nothing, which is visible, not silent.
             let _ = metrics::set_global_recorder(recorder);
+            spawn_upkeep(handle.clone(), METRICS_UPKEEP);
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets when nobody scrapes `/metrics`.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until a render or an upkeep folds it into the
+/// buckets. `build_recorder` (unlike `install`) runs no upkeep, so without scrapes memory grew
+/// by every sample: about 0.35 MB/s at 10,000 msg/s (BENCHMARKS.md, finding 14).
+fn spawn_upkeep(handle: PrometheusHandle, every: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "Cannot start the metrics upkeep thread; histogram samples accumulate until /metrics is scraped.");
+    }
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -24,10 +24,11 @@ struct Slot {
     count: [u32; 6],
 }
 
-/// Per station, a ring of hourly sums indexed by hour.
+/// Per station, a ring of hourly sums indexed by hour. Boxed: a ring is 1.1 KB, and a hash
+/// table keeps up to half its buckets empty; inline rings cost 37 MB at 15,000 stations.
 #[derive(Debug, Default)]
 pub struct HourlyPollutants {
-    stations: Mutex<HashMap<String, [Slot; HOURS]>>,
+    stations: Mutex<HashMap<String, Box<[Slot; HOURS]>>>,
 }
 
 impl HourlyPollutants {
