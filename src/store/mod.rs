@@ -319,6 +319,8 @@ const WAL_LIMITS: WalLimits = WalLimits {
     restart: 16_384,
     force: 4 * 16_384,
 };
+/// One WAL frame: a 4 KiB page and its 24-byte header.
+const WAL_FRAME_BYTES: i64 = 4096 + 24;
 /// How long a RESTART checkpoint may wait for the writer and readers.
 const CHECKPOINT_WAIT_MS: u64 = 50;
 /// PASSIVE rounds per checkpoint at most, to catch up with the writer.
@@ -428,8 +430,15 @@ fn open_connection(
         // No automatic checkpoints: SQLite would run them inside whichever commit crosses
         // the threshold, on the commit thread. `Store::checkpointer` does them instead.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // Once checkpointed and restarted, the WAL file is truncated back to this size.
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        // A restarted log keeps its file, up to the size at which the checkpointer forces a
+        // restart: overwriting allocated blocks costs less than growing the file again after
+        // each truncation (the filesystem allocates and zeroes every new block); 9 % more
+        // committed at full load (BENCHMARKS.md, finding 15). Larger files are cut back to it.
+        conn.pragma_update(
+            None,
+            "journal_size_limit",
+            WAL_LIMITS.force * WAL_FRAME_BYTES,
+        )?;
     }
     conn.pragma_update(
         None,
