@@ -274,7 +274,7 @@ fn the_wal_starts_over_under_continuous_writes() {
     let wal = std::fs::metadata(dir.path().join("t.db-wal"))
         .unwrap()
         .len() as i64;
-    let file_frames = (wal - 32) / (4096 + 24);
+    let file_frames = (wal - 32) / WAL_FRAME_BYTES;
     assert!(
         in_log > 0 && in_log * 4 < file_frames,
         "{in_log} frames in the log, {file_frames} in the file"
