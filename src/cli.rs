@@ -1,6 +1,6 @@
 //! The binary's commands. `main.rs` only parses arguments and loads the configuration.
 
-use std::{path::Path, process::ExitCode};
+use std::{io::IsTerminal, path::Path, process::ExitCode};
 
 use anyhow::Context;
 use jiff::Timestamp;
@@ -20,9 +20,11 @@ pub fn init_logging(config: &Config) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
     let registry = tracing_subscriber::registry().with(filter);
+    // Colour only for a person at a terminal, not in files, `docker logs` or journald.
+    let layer = fmt::layer().with_ansi(std::io::stdout().is_terminal());
     let _ = match config.log.format {
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json()).try_init(),
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json()).try_init(),
     };
 }
 

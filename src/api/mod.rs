@@ -135,17 +135,21 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|| async {
             error::ApiError::NotFound("no such endpoint; see the README for the API".into())
         });
-    Router::new()
-        .route("/", get(ops_page))
-        .nest("/api/v1", api)
+    let timeout = TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout);
+    // Probes and scrapes come every few seconds, and a 503 from `/readyz` while the service
+    // starts or drains is its answer, not a failed request: traced, every probe of a starting
+    // service was logged as an error.
+    let probes = Router::new()
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(timeout);
+    Router::new()
+        .route("/", get(ops_page))
+        .nest("/api/v1", api)
+        .layer(timeout)
         .layer(TraceLayer::new_for_http())
+        .merge(probes)
         .layer(CorsLayer::permissive())
         .with_state(state)
 }

@@ -187,3 +187,76 @@ fn loadgen_paced_by_a_null_subscriber_loses_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+/// A service whose feed cannot reach its broker answers its readiness probes with 503 and
+/// says why, and does not log each probe as a failed request: probes come every few seconds
+/// for as long as a broker is down, and an operator's log must not fill with false errors.
+/// The log (standard output) is plain text when it is not a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_probes_answered_503_are_not_logged_as_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_port = crate::common::free_port();
+    let unreachable = crate::common::free_port(); // nothing listens there
+    let config = dir.path().join("service.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[api]
+listen = "127.0.0.1:{api_port}"
+[store]
+path = "{db}"
+[broker]
+enabled = false
+[simulator]
+enabled = false
+[log]
+filter = "info"
+[[feeds]]
+name = "thai-nguyen"
+city = "thai-nguyen"
+format = "thai-nguyen-json"
+broker = "mqtt://127.0.0.1:{unreachable}"
+topics = ["tn/ioc/#"]
+"#,
+            db = dir.path().join("store.db").display()
+        ),
+    )
+    .unwrap();
+    let mut service = aggregator()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    ioc_aggregator::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{api_port}/readyz");
+    let mut answered = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while answered.len() < 5 && std::time::Instant::now() < deadline {
+        if let Ok(response) = http.get(&url).send().await {
+            let status = response.status().as_u16();
+            answered.push((status, response.text().await.unwrap()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    service.kill().unwrap();
+    let output = service.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stdout);
+
+    assert_eq!(answered.len(), 5, "{answered:?}\n{log}");
+    for (status, body) in &answered {
+        assert_eq!(*status, 503, "{body}");
+        assert!(body.contains("feed thai-nguyen not connected"), "{body}");
+    }
+    assert!(log.contains(" INFO "), "the log was not captured:\n{log}");
+    // Not a terminal: plain text, no colour codes in files and log collectors.
+    assert!(!log.contains('\u{1b}'), "colour codes in the log:\n{log}");
+    assert!(
+        !log.contains("response failed"),
+        "a probe was logged as a failure:\n{log}"
+    );
+}
