@@ -7,6 +7,7 @@
 #   (c) publish → queryable latency p50/p99 at a fixed 10,000 msg/s
 #   (d) API latency p50/p99 of /api/v1/overview and an aggregates query at 1,000 req/s during (c)
 #   (e) peak RSS of the aggregator
+# and where the two cores went during (a) and (b): CPU per process, and what stayed idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-60}"
@@ -39,15 +40,36 @@ max_inflight_messages ${MAX_INFLIGHT:-1000}
 persistence false
 log_dest none
 CONF
-"$MOSQUITTO" -c "$WORK/mosquitto.conf" & PIDS+=($!)
+"$MOSQUITTO" -c "$WORK/mosquitto.conf" & MQ=$!; PIDS+=($MQ)
 sleep 0.5
 BROKER="mqtt://127.0.0.1:$MQ_PORT"
+
+# CPU seconds (user + system) of a process or thread, and of the whole machine idle.
+cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "$1/stat"; }
+idle_s() { awk '/^cpu / {printf "%.2f", ($5 + $6) / 100}' /proc/stat; }
+thread_dir() { for t in /proc/"$1"/task/*; do if [ "$(cat "$t/comm")" = "$2" ]; then echo "$t"; fi; done; }
+# Cores used over the measured part of a phase: `cpu_window LABEL SECONDS NAME=DIR...`, run while
+# the load generator runs; sleeps through the warm-up, then prints LABEL NAME=cores ... idle=cores.
+cpu_window() {
+  local label=$1 seconds=$2; shift 2
+  sleep "$WARMUP"
+  local before=() i0; i0="$(idle_s)"
+  for p in "$@"; do before+=("$(cpu_s "${p#*=}")"); done
+  sleep "$seconds"
+  local out="$label" i=0 i1; i1="$(idle_s)"
+  for p in "$@"; do
+    out+=" ${p%%=*}=$(python3 -c "print(f'{($(cpu_s "${p#*=}") - ${before[$i]}) / $seconds:.2f}')")"; i=$((i + 1))
+  done
+  echo "$out idle=$(python3 -c "print(f'{($i1 - $i0) / $seconds:.2f}')")"
+}
 
 echo "== (a) broker limit: null QoS 1 subscriber, ${BROKER_SECONDS}s" >&2
 # Publishing is paced by the consumer (at most --window messages ahead of it), so the broker's
 # backlog stays bounded and the consumer, not the broker's memory, sets the pace.
 "$BIN" loadgen --broker "$BROKER" --consumer null --warmup "${WARMUP}s" \
-  --duration "$((BROKER_SECONDS + WARMUP))s" --readings 6 --devices "$DEVICES" > "$WORK/a.json"
+  --duration "$((BROKER_SECONDS + WARMUP))s" --readings 6 --devices "$DEVICES" > "$WORK/a.json" & LOAD=$!
+A_CPU="$(cpu_window a "$((BROKER_SECONDS - 2))" mosquitto="/proc/$MQ" loadgen="/proc/$LOAD")"
+wait "$LOAD"
 A_RATE="$(json 'round(d["consumer_rate_per_s"])' < "$WORK/a.json")"
 
 API_PORT="$(free_port)"
@@ -89,7 +111,7 @@ CONF
 }
 start_aggregator() { # $1: name
   aggregator_config "$WORK/$1.db" > "$WORK/$1.toml"
-  "$BIN" --config "$WORK/$1.toml" run 2> "$WORK/$1.log" & AGG=$!; PIDS+=($AGG)
+  "$BIN" --config "$WORK/$1.toml" run > "$WORK/$1.log" 2>&1 & AGG=$!; PIDS+=($AGG)
   for _ in $(seq 100); do curl -fs "$API/readyz" > /dev/null 2>&1 && break; sleep 0.1; done
 }
 rss_mb() { awk -v k="$1:" '$1 == k {printf "%.0f", $2 / 1024}' "/proc/$AGG/status"; }
@@ -98,7 +120,10 @@ stop_aggregator() { kill -TERM "$AGG"; wait "$AGG" 2>/dev/null || true; }
 echo "== (b) aggregator end to end, ${DURATION}s at its own pace" >&2
 start_aggregator b
 "$BIN" loadgen --broker "$BROKER" --consumer "$API" --warmup "${WARMUP}s" \
-  --duration "$((DURATION + WARMUP))s" --readings 6 --devices "$DEVICES" > "$WORK/b.json"
+  --duration "$((DURATION + WARMUP))s" --readings 6 --devices "$DEVICES" > "$WORK/b.json" & LOAD=$!
+B_CPU="$(cpu_window b "$((DURATION - 2))" mosquitto="/proc/$MQ" loadgen="/proc/$LOAD" \
+  aggregator="/proc/$AGG" commit="$(thread_dir "$AGG" store-commit)")"
+wait "$LOAD"
 B_RATE="$(json 'round(d["consumer_rate_per_s"])' < "$WORK/b.json")"
 B_LOST="$(json 'd["sent"] - d["consumed"]' < "$WORK/b.json")"
 B_RSS="$(rss_mb VmRSS)"; B_HWM="$(rss_mb VmHWM)"
@@ -163,4 +188,9 @@ for p in d["paths"]:
 print(f"| (d) API errors | {d['errors']} of {sum(p['requests'] for p in d['paths'])} | 0 |")
 print(f"| (e) RSS at the end of (b) / (c) | $B_RSS MB / $C_RSS MB | ≤ 150 MB |")
 print(f"| (e) peak RSS (VmHWM) in (b) / (c) | $B_HWM MB / $C_HWM MB | — |")
+def cores(line):
+    return dict(kv.split("=") for kv in line.split()[1:])
+ca, cb = cores("$A_CPU"), cores("$B_CPU")
+print(f"| CPU in (a): Mosquitto / load generator and null subscriber / idle | {ca['mosquitto']} / {ca['loadgen']} / {ca['idle']} cores | — |")
+print(f"| CPU in (b): Mosquitto / load generator / aggregator (its commit thread) / idle | {cb['mosquitto']} / {cb['loadgen']} / {cb['aggregator']} ({cb['commit']}) / {cb['idle']} cores | — |")
 PY
