@@ -223,14 +223,16 @@ topics = ["tn/ioc/#"]
         ),
     )
     .unwrap();
-    let mut service = aggregator()
-        .arg("--config")
-        .arg(&config)
-        .arg("run")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut service = Service(
+        aggregator()
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     ioc_aggregator::install_crypto_provider();
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{api_port}/readyz");
@@ -243,9 +245,7 @@ topics = ["tn/ioc/#"]
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    service.kill().unwrap();
-    let output = service.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stdout);
+    let log = service.stop_and_read_log();
 
     assert_eq!(answered.len(), 5, "{answered:?}\n{log}");
     for (status, body) in &answered {
@@ -259,4 +259,28 @@ topics = ["tn/ioc/#"]
         !log.contains("response failed"),
         "a probe was logged as a failure:\n{log}"
     );
+}
+
+/// The service as a child process, killed if the test fails before it stops it.
+struct Service(std::process::Child);
+
+impl Service {
+    /// Stop it and return what it logged (its standard output).
+    fn stop_and_read_log(&mut self) -> String {
+        use std::io::Read;
+        let _ = self.0.kill();
+        let mut log = String::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            out.read_to_string(&mut log).unwrap();
+        }
+        let _ = self.0.wait();
+        log
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
