@@ -197,45 +197,11 @@ async fn readiness_probes_answered_503_are_not_logged_as_failures() {
     let dir = tempfile::tempdir().unwrap();
     let api_port = crate::common::free_port();
     let unreachable = crate::common::free_port(); // nothing listens there
-    let config = dir.path().join("service.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[api]
-listen = "127.0.0.1:{api_port}"
-[store]
-path = "{db}"
-[broker]
-enabled = false
-[simulator]
-enabled = false
-[log]
-filter = "info"
-[[feeds]]
-name = "thai-nguyen"
-city = "thai-nguyen"
-format = "thai-nguyen-json"
-broker = "mqtt://127.0.0.1:{unreachable}"
-topics = ["tn/ioc/#"]
-"#,
-            db = dir.path().join("store.db").display()
-        ),
-    )
-    .unwrap();
-    let mut service = Service(
-        aggregator()
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let config = crate::common::process_config(dir.path(), unreachable, api_port);
+    let service = crate::common::Aggregator::start_logged(&config, api_port);
     ioc_aggregator::install_crypto_provider();
     let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{api_port}/readyz");
+    let url = format!("{}/readyz", service.base);
     let mut answered = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while answered.len() < 5 && std::time::Instant::now() < deadline {
@@ -259,28 +225,4 @@ topics = ["tn/ioc/#"]
         !log.contains("response failed"),
         "a probe was logged as a failure:\n{log}"
     );
-}
-
-/// The service as a child process, killed if the test fails before it stops it.
-struct Service(std::process::Child);
-
-impl Service {
-    /// Stop it and return what it logged (its standard output).
-    fn stop_and_read_log(&mut self) -> String {
-        use std::io::Read;
-        let _ = self.0.kill();
-        let mut log = String::new();
-        if let Some(mut out) = self.0.stdout.take() {
-            out.read_to_string(&mut log).unwrap();
-        }
-        let _ = self.0.wait();
-        log
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -377,3 +377,89 @@ pub fn tn_local(t: jiff::Timestamp) -> String {
         .strftime("%Y-%m-%d %H:%M:%S")
         .to_string()
 }
+
+/// The aggregator binary as a separate process (so it can be SIGKILLed), killed if a test
+/// ends without stopping it.
+pub struct Aggregator {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Aggregator {
+    /// Logging warnings only, to nowhere.
+    pub fn start(config: &Path, api_port: u16) -> Aggregator {
+        Self::spawn(config, api_port, "warn", Stdio::null())
+    }
+
+    /// With its log (standard output) kept at `info`, for `stop_and_read_log`.
+    pub fn start_logged(config: &Path, api_port: u16) -> Aggregator {
+        Self::spawn(config, api_port, "info", Stdio::piped())
+    }
+
+    fn spawn(config: &Path, api_port: u16, log: &str, stdout: Stdio) -> Aggregator {
+        let child = Command::new(env!("CARGO_BIN_EXE_ioc-aggregator"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", log)
+            .stdout(stdout)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting ioc-aggregator");
+        Aggregator {
+            child,
+            base: format!("http://127.0.0.1:{api_port}"),
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+
+    /// Kill it and return what it logged (started with `start_logged`).
+    pub fn stop_and_read_log(mut self) -> String {
+        use std::io::Read;
+        self.child.kill().expect("SIGKILL");
+        let mut log = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            out.read_to_string(&mut log).unwrap();
+        }
+        self.child.wait().unwrap();
+        log
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A configuration file for the binary: the three cities' feeds on `broker_port`, the API on
+/// `api_port`, a store in `dir`, no embedded broker or simulator.
+pub fn process_config(dir: &Path, broker_port: u16, api_port: u16) -> PathBuf {
+    let run = unique("kill");
+    let feeds: String = [
+        ("thai-nguyen", "thai-nguyen-json", "tn/ioc/#"),
+        ("song-cong", "senml", "sc/senml/#"),
+        ("pho-yen", "ngsi-ld", "py/ngsi-ld/#"),
+    ]
+    .iter()
+    .map(|(name, format, topic)| {
+        format!(
+            "[[feeds]]\nname = \"{name}\"\ncity = \"{name}\"\nformat = \"{format}\"\n\
+             broker = \"mqtt://127.0.0.1:{broker_port}\"\nclient_id = \"{run}-{name}\"\n\
+             topics = [\"{topic}\"]\nreconnect_max = \"1s\"\n\n"
+        )
+    })
+    .collect();
+    let text = format!(
+        "[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n[store]\npath = \"{}\"\n\n\
+         [broker]\nenabled = false\n\n[simulator]\nenabled = false\n\n{feeds}",
+        dir.join("ioc.db").display()
+    );
+    let path = dir.join("aggregator.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

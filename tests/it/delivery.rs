@@ -2,16 +2,14 @@
 //! every published message ends stored exactly once — through bursts, a SIGKILL of the
 //! aggregator, and floods of bad input on another feed.
 
-use std::{
-    io::Write,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use jiff::{Timestamp, ToSpan};
 use serde_json::{Value, json};
 
-use crate::common::{Mosquitto, TestApp, free_port, publish_all, test_config, unique, wait_for};
+use crate::common::{
+    Aggregator, Mosquitto, TestApp, free_port, process_config, publish_all, test_config, wait_for,
+};
 
 const TN: usize = 0;
 const SC: usize = 1;
@@ -143,28 +141,8 @@ async fn a_20000_message_qos1_burst_across_three_feeds_is_stored_exactly_once() 
     drop(dir);
 }
 
-/// The aggregator binary as a separate process, so it can be SIGKILLed.
-struct Aggregator {
-    child: Child,
-    base: String,
-}
-
+/// What the delivery tests ask a separately running aggregator.
 impl Aggregator {
-    fn start(config: &std::path::Path, api_port: u16) -> Aggregator {
-        let child = Command::new(env!("CARGO_BIN_EXE_ioc-aggregator"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting ioc-aggregator");
-        Aggregator {
-            child,
-            base: format!("http://127.0.0.1:{api_port}"),
-        }
-    }
-
     async fn feeds(&self, http: &reqwest::Client) -> Option<Value> {
         let resp = http
             .get(format!("{}/api/v1/feeds", self.base))
@@ -186,47 +164,6 @@ impl Aggregator {
             })
             .sum()
     }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Aggregator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn process_config(dir: &std::path::Path, broker_port: u16, api_port: u16) -> std::path::PathBuf {
-    let run = unique("kill");
-    let feeds: String = [
-        ("thai-nguyen", "thai-nguyen-json", "tn/ioc/#"),
-        ("song-cong", "senml", "sc/senml/#"),
-        ("pho-yen", "ngsi-ld", "py/ngsi-ld/#"),
-    ]
-    .iter()
-    .map(|(name, format, topic)| {
-        format!(
-            "[[feeds]]\nname = \"{name}\"\ncity = \"{name}\"\nformat = \"{format}\"\n\
-             broker = \"mqtt://127.0.0.1:{broker_port}\"\nclient_id = \"{run}-{name}\"\n\
-             topics = [\"{topic}\"]\nreconnect_max = \"1s\"\n\n"
-        )
-    })
-    .collect();
-    let text = format!(
-        "[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n[store]\npath = \"{}\"\n\n\
-         [broker]\nenabled = false\n\n[simulator]\nenabled = false\n\n{feeds}",
-        dir.join("ioc.db").display()
-    );
-    let path = dir.join("aggregator.toml");
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
