@@ -215,8 +215,7 @@ impl Forwarder {
     /// Backlog and lag, for the API and metrics.
     async fn observe(&self, cursor: i64) {
         self.stats.cursor.store(cursor, Relaxed);
-        if let Ok(stats) = self.store.stats().await {
-            let backlog = (stats.max_log_id - cursor).max(0);
+        if let Ok(backlog) = self.store.readings_after(cursor).await {
             self.stats.backlog.store(backlog, Relaxed);
             gauge!("ioc_influx_backlog_readings").set(backlog as f64);
         }

@@ -136,21 +136,14 @@ impl Live {
         let mut replayed_devices = HashSet::default();
         {
             let mut stmt = tx.prepare(
-                "SELECT r.series_id, s.device_id, r.observed_at, r.value, r.status, r.received_at
-                 FROM readings r JOIN series s ON s.id = r.series_id
-                 WHERE r.id > ?1 ORDER BY r.id",
+                "SELECT s.device_id, o.observed_at, o.received_at, o.readings
+                 FROM observations o JOIN series s ON s.id = o.device_key
+                 WHERE o.id > ?1 ORDER BY o.id",
             )?;
             let mut rows = stmt.query([position])?;
             while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let latest = Latest {
-                    observed_at: row.get(2)?,
-                    value: row.get(3)?,
-                    status: row.get(4)?,
-                };
-                state.offer(id, latest);
-                replayed_series.insert(id);
-                let device = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                let device = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                let (observed_at, received_at): (i64, i64) = (row.get(1)?, row.get(2)?);
                 if !replayed_devices.contains(device) {
                     replayed_devices.insert(device.to_owned());
                 }
@@ -159,7 +152,23 @@ impl Live {
                     Some(d) => d,
                     None => state.devices.entry(device.to_owned()).or_default(),
                 };
-                d.saw(row.get(5)?, latest.observed_at, latest.status);
+                let mut latest = Vec::new();
+                for r in
+                    super::packed::decode(row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?)
+                {
+                    let (id, value, status) = r?;
+                    let l = Latest {
+                        observed_at,
+                        value,
+                        status,
+                    };
+                    d.saw(received_at, observed_at, status);
+                    latest.push((id, l));
+                }
+                for (id, l) in latest {
+                    state.offer(id, l);
+                    replayed_series.insert(id);
+                }
             }
         }
         if !replayed_series.is_empty() {
@@ -225,7 +234,7 @@ fn write_all<'a>(
 
 fn log_end(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
     Ok(
-        tx.query_row("SELECT COALESCE(MAX(id), 0) FROM readings", [], |r| {
+        tx.query_row("SELECT COALESCE(MAX(id), 0) FROM observations", [], |r| {
             r.get(0)
         })?,
     )

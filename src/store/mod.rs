@@ -7,6 +7,7 @@
 mod alerts;
 mod hourly;
 mod live;
+mod packed;
 mod query;
 mod schema;
 mod writer;
@@ -42,6 +43,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("schema: {0}")]
     Schema(String),
+    #[error(transparent)]
+    Corrupt(#[from] packed::Corrupt),
     #[error("query task failed: {0}")]
     Join(String),
 }
@@ -291,9 +294,11 @@ fn load_hourly(
         .map(|p| format!("'{}'", p.metric()))
         .join(", ");
     let mut stmt = conn.prepare(&format!(
-        "SELECT s.device_id, s.metric, (r.observed_at / {HOUR_MS}) * {HOUR_MS}, SUM(r.value), COUNT(*)
-         FROM series s CROSS JOIN readings r ON r.device_key = s.device_key AND r.series_id = s.id
-         WHERE s.metric IN ({pollutants}) AND r.observed_at >= ?1 AND r.status = 0
+        "SELECT s.device_id, s.metric, (o.observed_at / {HOUR_MS}) * {HOUR_MS},
+                SUM(reading_value(o.readings, s.id)), COUNT(*)
+         FROM series s CROSS JOIN observations o ON o.device_key = s.device_key
+         WHERE s.metric IN ({pollutants}) AND o.observed_at >= ?1
+           AND reading_status(o.readings, s.id) = 0
          GROUP BY s.id, 3"
     ))?;
     let mut rows = stmt.query([from])?;
@@ -425,6 +430,7 @@ fn open_connection(
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    packed::register(&conn)?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // No automatic checkpoints: SQLite would run them inside whichever commit crosses

@@ -1,5 +1,7 @@
 //! The read side: typed queries behind the API. All run on pooled read connections.
 
+use std::collections::{HashMap, hash_map::Entry};
+
 use jiff::Timestamp;
 use rusqlite::{Connection, params_from_iter, types::Value as Sql};
 use serde::Serialize;
@@ -203,13 +205,21 @@ impl Store {
         let (device_id, metric) = (device_id.to_owned(), metric.to_owned());
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT r.observed_at, r.value, r.status
-                 FROM series s JOIN readings r ON r.device_key = s.device_key AND r.series_id = s.id
-                 WHERE s.device_id = ?1 AND s.metric = ?2 AND r.observed_at >= ?3 AND r.observed_at < ?4
-                 ORDER BY r.observed_at LIMIT ?5",
+                "SELECT o.observed_at, reading_value(o.readings, s.id) AS v,
+                        reading_status(o.readings, s.id)
+                 FROM series s JOIN observations o ON o.device_key = s.device_key
+                 WHERE s.device_id = ?1 AND s.metric = ?2 AND o.observed_at >= ?3
+                   AND o.observed_at < ?4 AND v IS NOT NULL
+                 ORDER BY o.observed_at LIMIT ?5",
             )?;
             let rows = stmt.query_map(
-                rusqlite::params![device_id, metric, from.as_millisecond(), to.as_millisecond(), limit],
+                rusqlite::params![
+                    device_id,
+                    metric,
+                    from.as_millisecond(),
+                    to.as_millisecond(),
+                    limit
+                ],
                 |row| {
                     Ok(Point {
                         observed_at: ts(row.get(0)?),
@@ -241,10 +251,12 @@ impl Store {
         let metrics: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT (r.observed_at / 3600000) * 3600000 AS hour, AVG(r.value), COUNT(*)
-                 FROM series s JOIN readings r ON r.device_key = s.device_key AND r.series_id = s.id
+                "SELECT (o.observed_at / 3600000) * 3600000 AS hour,
+                        AVG(reading_value(o.readings, s.id)), COUNT(*)
+                 FROM series s JOIN observations o ON o.device_key = s.device_key
                  WHERE s.device_id = ?1 AND s.metric = ?2
-                   AND r.observed_at >= ?3 AND r.observed_at < ?4 AND r.status = 0
+                   AND o.observed_at >= ?3 AND o.observed_at < ?4
+                   AND reading_status(o.readings, s.id) = 0
                  GROUP BY hour ORDER BY hour",
             )?;
             let mut out = Vec::new();
@@ -420,32 +432,89 @@ impl Store {
         Ok(aqi::hourly(&means, hour).or_else(|| aqi::hourly(&means, hour - HOUR_MS)))
     }
 
-    /// Up to `limit` readings of the log after position `after_id`, in log order.
+    /// The readings of the log after position `after_id`, in log order: whole log rows (a
+    /// device's readings at one time, sharing the row's position), as many as it takes to
+    /// reach `limit` readings.
     pub async fn read_log(&self, after_id: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT r.id, s.city, s.feed, s.device_id, s.domain, s.metric, s.unit, r.value,
-                        r.observed_at, r.status, d.ward
-                 FROM readings r JOIN series s ON s.id = r.series_id
-                 LEFT JOIN devices d ON d.device_id = s.device_id
-                 WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
+            let mut rows = conn.prepare_cached(
+                "SELECT id, observed_at, readings FROM observations
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(rusqlite::params![after_id, limit], |row| {
-                Ok(LogEntry {
-                    id: row.get(0)?,
-                    city: row.get(1)?,
-                    feed: row.get(2)?,
-                    device_id: row.get(3)?,
-                    domain: row.get(4)?,
-                    metric: row.get(5)?,
-                    unit: row.get(6)?,
-                    value: row.get(7)?,
-                    observed_at: ts(row.get(8)?),
-                    status: status_from_code(row.get(9)?),
-                    ward: row.get(10)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut series = conn.prepare_cached(
+                "SELECT s.city, s.feed, s.device_id, s.domain, s.metric, s.unit, d.ward
+                 FROM series s LEFT JOIN devices d ON d.device_id = s.device_id
+                 WHERE s.id = ?1",
+            )?;
+            // series id → (city, feed, device, domain, metric, unit, ward)
+            type Meta = (
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                Option<String>,
+            );
+            let mut known: HashMap<i64, Meta> = HashMap::default();
+            let mut out = Vec::new();
+            let mut rows = rows.query(rusqlite::params![after_id, limit])?;
+            while out.len() < limit as usize
+                && let Some(row) = rows.next()?
+            {
+                let (id, observed_at) = (row.get(0)?, ts(row.get(1)?));
+                let blob = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+                for r in super::packed::decode(blob) {
+                    let (series_id, value, status) = r?;
+                    let meta = match known.entry(series_id) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e.insert(series.query_row([series_id], |row| {
+                            Ok((
+                                row.get(0)?,
+                                row.get(1)?,
+                                row.get(2)?,
+                                row.get(3)?,
+                                row.get(4)?,
+                                row.get(5)?,
+                                row.get(6)?,
+                            ))
+                        })?),
+                    };
+                    let (city, feed, device_id, domain, metric, unit, ward) = meta.clone();
+                    out.push(LogEntry {
+                        id,
+                        city,
+                        feed,
+                        device_id,
+                        domain,
+                        metric,
+                        unit,
+                        value,
+                        observed_at,
+                        status: status_from_code(status),
+                        ward,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// How many readings the log holds after position `after_id` (a reader's backlog).
+    pub async fn readings_after(&self, after_id: i64) -> Result<i64, StoreError> {
+        self.read(move |conn| {
+            use rusqlite::OptionalExtension;
+            Ok(conn
+                .query_row(
+                    "SELECT (SELECT log_readings FROM observations ORDER BY id DESC LIMIT 1)
+                            - (log_readings - reading_count(readings))
+                     FROM observations WHERE id > ?1 ORDER BY id LIMIT 1",
+                    [after_id],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .unwrap_or(0))
         })
         .await
     }
@@ -456,7 +525,7 @@ impl Store {
             use rusqlite::OptionalExtension;
             Ok(conn
                 .query_row(
-                    "SELECT received_at FROM readings WHERE id > ?1 ORDER BY id LIMIT 1",
+                    "SELECT received_at FROM observations WHERE id > ?1 ORDER BY id LIMIT 1",
                     [after_id],
                     |r| r.get::<_, i64>(0),
                 )
@@ -484,13 +553,13 @@ impl Store {
     pub async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.read(|conn| {
             Ok(StoreStats {
-                readings: conn.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))?,
-                rejects: conn.query_row("SELECT COUNT(*) FROM rejects", [], |r| r.get(0))?,
-                max_log_id: conn.query_row(
-                    "SELECT COALESCE(MAX(id), 0) FROM readings",
+                readings: conn.query_row(
+                    "SELECT COALESCE(SUM(reading_count(readings)), 0) FROM observations",
                     [],
                     |r| r.get(0),
                 )?,
+                rejects: conn.query_row("SELECT COUNT(*) FROM rejects", [], |r| r.get(0))?,
+                max_log_id: log_end(conn)?,
             })
         })
         .await
@@ -642,19 +711,21 @@ pub(super) fn aggregates_from_readings(
     if let Some(device) = &q.device_id {
         w.add("s.device_id = ?", device.clone());
     }
-    w.add("r.observed_at >= ?", q.from.as_millisecond());
-    w.add("r.observed_at < ?", q.to.as_millisecond());
+    w.add("o.observed_at >= ?", q.from.as_millisecond());
+    w.add("o.observed_at < ?", q.to.as_millisecond());
     let every = q.every_ms.max(1);
-    let bucket = local_bucket("r.observed_at", every);
+    let bucket = local_bucket("observed_at", every);
     let (group_col, group_by) = if q.group_by_device {
-        ("s.device_id", format!("{bucket}, s.device_id"))
+        ("device_id", format!("{bucket}, device_id"))
     } else {
         ("NULL", bucket.clone())
     };
+    // The series' value in each of its device's rows; NULL in rows without it.
     let sql = format!(
-        "SELECT {bucket} AS b, {group_col}, COUNT(*), AVG(r.value), MIN(r.value), MAX(r.value), SUM(r.value)
-         FROM series s JOIN readings r ON r.device_key = s.device_key AND r.series_id = s.id
-         {} GROUP BY {group_by} ORDER BY b, 2",
+        "SELECT {bucket} AS b, {group_col}, COUNT(*), AVG(v), MIN(v), MAX(v), SUM(v)
+         FROM (SELECT o.observed_at, s.device_id, reading_value(o.readings, s.id) AS v
+               FROM series s JOIN observations o ON o.device_key = s.device_key {})
+         WHERE v IS NOT NULL GROUP BY {group_by} ORDER BY b, 2",
         w.sql()
     );
     buckets(conn, &sql, &w, every)
@@ -696,4 +767,13 @@ fn buckets(conn: &Connection, sql: &str, w: &Where, every: i64) -> Result<Vec<Bu
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The log's last position: its newest row's id (0 when empty).
+fn log_end(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM observations", [], |r| {
+            r.get(0)
+        })?,
+    )
 }

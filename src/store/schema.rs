@@ -1,10 +1,10 @@
 //! The SQLite schema, versioned with `PRAGMA user_version`.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 
 use super::StoreError;
 
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 -- One row per device × metric; the writer caches ids. The last_* columns are written every few
@@ -20,28 +20,28 @@ CREATE TABLE IF NOT EXISTS series (
     last_observed_at INTEGER,
     last_value       REAL,
     last_status      INTEGER,
-    -- The id of the device's first series, shared by all its series: orders the readings index.
+    -- The id of the device's first series, shared by all its series: keys the device's log rows.
     device_key       INTEGER NOT NULL,
     UNIQUE (device_id, metric)
 );
 CREATE INDEX IF NOT EXISTS series_city ON series (city, domain, metric);
 
--- The reading log. `id` is the log sequence a forwarder reads by cursor; the unique key makes
--- a QoS 1 redelivery a no-op. The key leads with the device, not the series: a message's
--- readings share a device and a time, so a commit changes one index leaf per device it touches
--- instead of one per series (six for an air station).
-CREATE TABLE IF NOT EXISTS readings (
+-- The reading log: one row per device and observation time, holding the device's readings at
+-- that time packed into a blob (store/packed.rs) — a message's readings share a device and a
+-- time, so a commit adds one row and one index entry per message instead of one per reading.
+-- `id` is the log sequence a forwarder reads by cursor; the unique key makes a QoS 1
+-- redelivery a no-op. No index on observed_at alone: every query (and retention) goes through
+-- a device, and each extra index costs every insert.
+CREATE TABLE IF NOT EXISTS observations (
     id          INTEGER PRIMARY KEY,
-    series_id   INTEGER NOT NULL REFERENCES series (id),
     device_key  INTEGER NOT NULL,  -- series.device_key
     observed_at INTEGER NOT NULL,  -- UTC ms
-    value       REAL NOT NULL,
-    status      INTEGER NOT NULL,  -- 0 measuring, 1 calibrating, 2 fault
-    received_at INTEGER NOT NULL,  -- UTC ms
-    UNIQUE (device_key, observed_at, series_id)
+    received_at INTEGER NOT NULL,  -- UTC ms, of the latest message that added readings
+    readings    BLOB NOT NULL,     -- (series id, value, status code) per reading
+    -- Readings logged up to and including this row: a log reader's backlog is a difference.
+    log_readings INTEGER NOT NULL,
+    UNIQUE (device_key, observed_at)
 );
--- No index on observed_at alone: every query (and retention) goes through a series, and each
--- extra index costs every insert.
 
 -- Per-minute aggregates per city × domain × metric, written in the same transaction as the
 -- readings they count: city- and domain-wide aggregates read these instead of every reading.
@@ -166,24 +166,34 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
-    if version < 5 && !has_column(&tx, "readings", "device_key")? {
-        // Version 5 keys the readings index by device (see the schema). The old table's unique
-        // key cannot be dropped in place: the readings are copied over in log order.
+    // Versions up to 5 logged one row per reading, in `readings`; the steps up to version 5
+    // work on that table, and the last one packs it into `observations`.
+    let legacy = has_table(&tx, "readings")?;
+    if legacy && version < 5 && !has_column(&tx, "readings", "device_key")? {
+        // Version 5 keyed the readings index by device. The old table's unique key cannot be
+        // dropped in place: the readings are copied over in log order.
         tx.execute_batch(
             "ALTER TABLE series ADD COLUMN device_key INTEGER NOT NULL DEFAULT 0;
              UPDATE series SET device_key =
                  (SELECT MIN(id) FROM series first WHERE first.device_id = series.device_id);
-             ALTER TABLE readings RENAME TO readings_v4;",
-        )?;
-        tx.execute_batch(SCHEMA)?;
-        tx.execute_batch(
-            "INSERT INTO readings (id, series_id, device_key, observed_at, value, status, received_at)
+             ALTER TABLE readings RENAME TO readings_v4;
+             CREATE TABLE readings (
+                 id          INTEGER PRIMARY KEY,
+                 series_id   INTEGER NOT NULL REFERENCES series (id),
+                 device_key  INTEGER NOT NULL,
+                 observed_at INTEGER NOT NULL,
+                 value       REAL NOT NULL,
+                 status      INTEGER NOT NULL,
+                 received_at INTEGER NOT NULL,
+                 UNIQUE (device_key, observed_at, series_id)
+             );
+             INSERT INTO readings (id, series_id, device_key, observed_at, value, status, received_at)
              SELECT r.id, r.series_id, s.device_key, r.observed_at, r.value, r.status, r.received_at
              FROM readings_v4 r JOIN series s ON s.id = r.series_id ORDER BY r.id;
              DROP TABLE readings_v4;",
         )?;
     }
-    if version < 3 {
+    if legacy && version < 3 {
         // Version 3 added the minute rollups (built here from the readings already kept) and
         // dropped the index on observed_at alone.
         tx.execute_batch(
@@ -196,7 +206,7 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
              GROUP BY 1, 2, 3, 4;",
         )?;
     }
-    if version < 4 {
+    if legacy && version < 4 {
         // Version 4 writes the latest values to `series` and `devices` every few seconds
         // (store/live.rs), with the log position they cover; before, every commit did, so
         // they cover everything logged so far.
@@ -206,9 +216,101 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
             [super::live::CURSOR],
         )?;
     }
+    if legacy {
+        pack_readings(&tx)?;
+    }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+/// Version 6: pack the readings of each device and observation time into one `observations`
+/// row. A row takes the largest log position of its readings, so a log reader's cursor (the
+/// forwarder's, the live values') stays valid: a row it has not read in full comes after it.
+fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    // In the order of the unique index: no sort, and a row's readings arrive together.
+    let mut select = tx.prepare(
+        "SELECT device_key, observed_at, id, series_id, value, status, received_at
+         FROM readings ORDER BY device_key, observed_at, series_id",
+    )?;
+    let mut insert = tx.prepare(
+        "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+    )?;
+    let mut row: Option<Row> = None;
+    let mut rows = select.query([])?;
+    while let Some(r) = rows.next()? {
+        let key = (r.get(0)?, r.get(1)?);
+        let (id, received): (i64, i64) = (r.get(2)?, r.get(6)?);
+        let reading = (r.get(3)?, r.get(4)?, r.get(5)?);
+        match &mut row {
+            Some(row) if row.key == key => row.add(id, received, reading),
+            _ => {
+                if let Some(done) = row.take() {
+                    done.insert(&mut insert)?;
+                }
+                let mut new = Row {
+                    key,
+                    id,
+                    received,
+                    readings: Vec::with_capacity(64),
+                };
+                new.add(id, received, reading);
+                row = Some(new);
+            }
+        }
+    }
+    if let Some(done) = row {
+        done.insert(&mut insert)?;
+    }
+    drop(rows);
+    drop((select, insert));
+    tx.execute_batch(
+        "UPDATE observations SET log_readings = running.total
+         FROM (SELECT id, SUM(reading_count(readings)) OVER (ORDER BY id) AS total
+               FROM observations) running
+         WHERE observations.id = running.id;
+         DROP TABLE readings;",
+    )?;
+    Ok(())
+}
+
+/// An `observations` row being packed from the readings of one device and time.
+struct Row {
+    /// Device key, observed at.
+    key: (i64, i64),
+    /// The largest log position of its readings.
+    id: i64,
+    received: i64,
+    readings: Vec<u8>,
+}
+
+impl Row {
+    fn add(&mut self, id: i64, received: i64, (series, value, status): super::packed::Packed) {
+        self.id = self.id.max(id);
+        self.received = self.received.max(received);
+        super::packed::encode(&mut self.readings, series, value, status);
+    }
+
+    fn insert(self, insert: &mut rusqlite::Statement<'_>) -> Result<(), StoreError> {
+        let (device_key, observed) = self.key;
+        insert.execute(params![
+            self.id,
+            device_key,
+            observed,
+            self.received,
+            self.readings
+        ])?;
+        Ok(())
+    }
+}
+
+fn has_table(conn: &Connection, table: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )?)
 }
 
 fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {

@@ -143,54 +143,118 @@ async fn data_and_counters_survive_reopening_without_a_clean_close() {
 /// Under continuous writes the WAL starts over: the checkpointer catches up and asks the
 /// writer, which restarts it between commits; the log stays near the limit instead of growing
 /// with everything written.
-/// A version-4 database (readings keyed by series) is rebuilt on open with its readings, their
-/// log positions and the redelivery check intact.
+/// Put a store back into the layout of versions up to 5 — one `readings` row per reading,
+/// keyed by device, in log order — and mark it `version`.
+fn back_to_reading_rows(conn: &rusqlite::Connection, version: i64) {
+    conn.execute_batch(
+        "CREATE TABLE readings (
+             id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL REFERENCES series (id),
+             device_key INTEGER NOT NULL, observed_at INTEGER NOT NULL, value REAL NOT NULL,
+             status INTEGER NOT NULL, received_at INTEGER NOT NULL,
+             UNIQUE (device_key, observed_at, series_id));",
+    )
+    .unwrap();
+    let rows: Vec<(i64, i64, i64, Vec<u8>)> = conn
+        .prepare(
+            "SELECT device_key, observed_at, received_at, readings FROM observations ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (device_key, observed, received, blob) in rows {
+        for r in packed::decode(&blob) {
+            let (series, value, status) = r.unwrap();
+            conn.execute(
+                "INSERT INTO readings (series_id, device_key, observed_at, value, status, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![series, device_key, observed, value, status, received],
+            )
+            .unwrap();
+        }
+    }
+    conn.execute_batch(&format!(
+        "DROP TABLE observations; PRAGMA user_version = {version};"
+    ))
+    .unwrap();
+}
+
+/// Every reading of the log as (device, metric, observed at, value, status), sorted.
+async fn logged(store: &Store) -> Vec<(String, String, i64, u64, Status)> {
+    let mut log: Vec<_> = store
+        .read_log(0, u32::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let at = e.observed_at.as_millisecond();
+            (e.device_id, e.metric, at, e.value.to_bits(), e.status)
+        })
+        .collect();
+    log.sort_by(|a, b| (&a.0, &a.1, a.2, a.3).cmp(&(&b.0, &b.1, b.2, b.3)));
+    log
+}
+
+/// Databases of versions 4 (readings keyed by series) and 5 (keyed by device) are rebuilt on
+/// open with their readings, the log cursors still valid, and the redelivery check intact.
 #[tokio::test]
-async fn a_version_4_database_is_migrated_with_its_readings() {
+async fn version_4_and_5_databases_are_migrated_with_their_readings() {
+    for version in [4, 5] {
+        migrated_with_readings(version).await;
+    }
+}
+
+async fn migrated_with_readings(version: i64) {
     let dir = tempfile::tempdir().unwrap();
     let batch: Vec<Envelope> = (0..20)
         .map(|i| {
             let at = t0() + (i * 10).minutes();
             let device = if i % 2 == 0 { "A" } else { "B" };
-            env(vec![
-                reading(device, "pm25", at, i as f64),
-                reading(device, "pm10", at, 100.0 + i as f64),
-            ])
+            let mut pm10 = reading(device, "pm10", at, 100.0 + i as f64);
+            if i % 3 == 0 {
+                pm10.status = Status::Calibrating;
+            }
+            env(vec![reading(device, "pm25", at, i as f64), pm10])
         })
         .collect();
-    let log = |conn: &rusqlite::Connection| -> Vec<(i64, i64, i64, f64)> {
-        let mut stmt = conn
-            .prepare("SELECT id, series_id, observed_at, value FROM readings ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
     let before = {
         let store = Store::open(&config(dir.path()), &[]).unwrap();
         store.writer().unwrap().commit(&batch).unwrap();
+        let before = logged(&store).await;
         let conn = store.connection_for_tests();
-        // Back to the version-4 layout.
-        conn.execute_batch(
-            "ALTER TABLE readings RENAME TO readings_v5;
-             CREATE TABLE readings (
-                 id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL REFERENCES series (id),
-                 observed_at INTEGER NOT NULL, value REAL NOT NULL, status INTEGER NOT NULL,
-                 received_at INTEGER NOT NULL, UNIQUE (series_id, observed_at));
-             INSERT INTO readings SELECT id, series_id, observed_at, value, status, received_at
-                 FROM readings_v5;
-             DROP TABLE readings_v5;
-             ALTER TABLE series DROP COLUMN device_key;
-             PRAGMA user_version = 4;",
-        )
-        .unwrap();
-        log(&conn)
+        back_to_reading_rows(&conn, version);
+        if version == 4 {
+            conn.execute_batch(
+                "ALTER TABLE readings RENAME TO readings_v5;
+                 CREATE TABLE readings (
+                     id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL REFERENCES series (id),
+                     observed_at INTEGER NOT NULL, value REAL NOT NULL, status INTEGER NOT NULL,
+                     received_at INTEGER NOT NULL, UNIQUE (series_id, observed_at));
+                 INSERT INTO readings SELECT id, series_id, observed_at, value, status, received_at
+                     FROM readings_v5;
+                 DROP TABLE readings_v5;
+                 ALTER TABLE series DROP COLUMN device_key;",
+            )
+            .unwrap();
+        }
+        before
     };
     assert_eq!(before.len(), 40);
 
     let store = Store::open(&config(dir.path()), &[]).unwrap();
-    assert_eq!(log(&store.connection_for_tests()), before);
+    assert_eq!(logged(&store).await, before, "version {version}");
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.readings, stats.max_log_id),
+        (40, 40),
+        "version {version}"
+    );
+    // A forwarder that had read the first 12 messages (readings 1 to 24, one log position
+    // each) reads exactly the 16 readings after them from its cursor.
+    assert_eq!(store.read_log(24, u32::MAX).await.unwrap().len(), 16);
+    assert_eq!(store.readings_after(24).await.unwrap(), 16);
+    assert_eq!(store.readings_after(0).await.unwrap(), 40);
     let points = store
         .series("B", "pm10", t0(), t0() + 24.hours(), 100)
         .await
@@ -210,7 +274,6 @@ async fn a_version_4_database_is_migrated_with_its_readings() {
             .iter()
             .all(|o| *o == Outcome::Duplicate)
     );
-    // A new series of a migrated device joins its device's key.
     let later = env(vec![
         reading("A", "no2", t0(), 7.0),
         reading("A", "pm25", t0() + 24.hours(), 1.0),
@@ -549,6 +612,72 @@ async fn devices_learn_their_cadence_and_catalogue_wins_for_location() {
     assert_eq!(d.last_observed_at, Some(t0() + 20.minutes()));
 }
 
+/// More readings of a device at a time it already reported join its log row, which moves to
+/// the end of the log so that log readers see them; what the row held stays as it was.
+#[tokio::test]
+async fn later_readings_of_a_logged_time_join_its_row_and_reach_log_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let stored = |n| Outcome::Stored { inserted: n };
+    assert_eq!(
+        w.commit(&[
+            env(vec![reading("A", "pm25", t0(), 1.0)]),
+            env(vec![reading("B", "pm25", t0(), 2.0)]),
+        ])
+        .unwrap(),
+        vec![stored(1), stored(1)]
+    );
+    let cursor = store.stats().await.unwrap().max_log_id;
+    assert_eq!(cursor, 2);
+    assert_eq!(store.readings_after(0).await.unwrap(), 2);
+    assert_eq!(store.readings_after(cursor).await.unwrap(), 0);
+    // In one batch: a redelivered reading with another value, a new one, and the new one again.
+    let outcomes = w
+        .commit(&[
+            env(vec![
+                reading("A", "pm25", t0(), 9.0),
+                reading("A", "pm10", t0(), 3.0),
+            ]),
+            env(vec![reading("A", "pm10", t0(), 4.0)]),
+        ])
+        .unwrap();
+    assert_eq!(outcomes, vec![stored(1), Outcome::Duplicate]);
+    let after: Vec<(i64, String, f64)> = store
+        .read_log(cursor, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id, e.metric, e.value))
+        .collect();
+    assert_eq!(
+        after,
+        vec![(3, "pm25".into(), 1.0), (3, "pm10".into(), 3.0)]
+    );
+    // The forwarder's backlog: the moved row's readings, the one it had sent included.
+    assert_eq!(store.readings_after(cursor).await.unwrap(), 2);
+    // A new writer (after a restart) carries on the running count.
+    drop(w);
+    let mut w = store.writer().unwrap();
+    w.commit(&[env(vec![reading("C", "pm25", t0(), 5.0)])])
+        .unwrap();
+    assert_eq!(store.readings_after(cursor).await.unwrap(), 3);
+    let point = |metric| {
+        let store = store.clone();
+        async move {
+            let p = store
+                .series("A", metric, t0(), t0() + 1.hours(), 10)
+                .await
+                .unwrap();
+            p.iter().map(|p| p.value).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(point("pm25").await, vec![1.0]);
+    assert_eq!(point("pm10").await, vec![3.0]);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.readings, stats.max_log_id), (4, 4));
+}
+
 #[tokio::test]
 async fn retention_prunes_old_readings() {
     let dir = tempfile::tempdir().unwrap();
@@ -562,7 +691,7 @@ async fn retention_prunes_old_readings() {
     ])
     .unwrap();
     let pruned = w.prune(t0()).unwrap();
-    assert_eq!(pruned.readings, 1);
+    assert_eq!(pruned.observations, 1);
     assert_eq!(store.stats().await.unwrap().readings, 1);
 }
 
@@ -586,8 +715,12 @@ async fn a_large_batched_load_is_stored_completely() {
     }
     assert_eq!(total, 5_000);
     assert_eq!(store.stats().await.unwrap().readings, 10_000);
+    // Whole log rows (a device's readings at one time share a position), up to the limit.
     let log = store.read_log(0, 3).await.unwrap();
-    assert_eq!(log.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        log.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![1, 1, 2, 2]
+    );
 }
 
 #[tokio::test]
@@ -642,8 +775,8 @@ async fn rollups_agree_with_the_readings_and_ignore_redeliveries() {
     assert_eq!(total, 1200);
 
     // A database from before the rollups gets them built from its readings on open.
-    conn.execute_batch("DELETE FROM rollup_minute; PRAGMA user_version = 2;")
-        .unwrap();
+    conn.execute_batch("DELETE FROM rollup_minute;").unwrap();
+    back_to_reading_rows(&conn, 2);
     drop((conn, w, store));
     let store = Store::open(&config(dir.path()), &[]).unwrap();
     let conn = store.connection_for_tests();

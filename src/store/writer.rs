@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::{
     MINUTE_MS, StoreError,
     live::{Flusher, Latest, Live},
-    status_code,
+    packed, status_code,
 };
 use crate::{
     aqi::Pollutant,
@@ -59,7 +59,8 @@ pub enum Outcome {
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PruneStats {
-    pub readings: usize,
+    /// Log rows: a device's readings at one time.
+    pub observations: usize,
     pub rejects: usize,
 }
 
@@ -90,6 +91,9 @@ pub struct StoreWriter {
     flusher: Flusher,
     /// Set by the checkpointer: start the WAL over (see `super::checkpoint`).
     restart_wal: Arc<AtomicBool>,
+    /// Readings logged so far (`observations.log_readings` of the last row); read from the
+    /// table when unknown.
+    logged: Option<i64>,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -138,6 +142,7 @@ impl StoreWriter {
             reject_retention_ms: config.reject_retention.as_millis() as i64,
             series: HashMap::new(),
             devices: HashMap::new(),
+            logged: None,
         })
     }
 
@@ -148,6 +153,7 @@ impl StoreWriter {
         if result.is_err() {
             self.series.clear();
             self.devices.clear();
+            self.logged = None;
         }
         result
     }
@@ -165,7 +171,15 @@ impl StoreWriter {
         let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
         let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
         let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::new();
-        let (sids, new) = insert_readings(&tx, &mut self.series, batch)?;
+        let mut logged = match self.logged {
+            Some(n) => n,
+            None => tx.query_row(
+                "SELECT COALESCE(MAX(log_readings), 0) FROM observations",
+                [],
+                |r| r.get(0),
+            )?,
+        };
+        let (sids, new) = insert_readings(&tx, &mut self.series, batch, &mut logged)?;
         let mut flat = 0;
         {
             for env in batch {
@@ -276,6 +290,7 @@ impl StoreWriter {
         write_counters(&tx, &feeds)?;
         write_rollups(&tx, &rollup)?;
         tx.commit()?;
+        self.logged = Some(logged);
         if let Some(slice) = slice {
             self.flusher.written(slice);
         }
@@ -330,10 +345,11 @@ impl StoreWriter {
     pub fn prune(&mut self, now: Timestamp) -> Result<PruneStats, StoreError> {
         const CHUNK: usize = 20_000;
         let now_ms = now.as_millisecond();
-        let readings = self.conn.execute(
-            "DELETE FROM readings WHERE id IN
-               (SELECT r.id FROM (SELECT DISTINCT device_key FROM series) d CROSS JOIN readings r
-                  ON r.device_key = d.device_key AND r.observed_at < ?1 LIMIT ?2)",
+        let observations = self.conn.execute(
+            "DELETE FROM observations WHERE id IN
+               (SELECT o.id FROM (SELECT DISTINCT device_key FROM series) d
+                  CROSS JOIN observations o
+                  ON o.device_key = d.device_key AND o.observed_at < ?1 LIMIT ?2)",
             params![now_ms - self.retention_ms, CHUNK as i64],
         )?;
         let rejects = self.conn.execute(
@@ -345,7 +361,10 @@ impl StoreWriter {
             "DELETE FROM rollup_minute WHERE minute + ?1 <= ?2",
             params![MINUTE_MS, now_ms - self.retention_ms],
         )?;
-        Ok(PruneStats { readings, rejects })
+        Ok(PruneStats {
+            observations,
+            rejects,
+        })
     }
 
     /// Persist a log reader's position (e.g. the InfluxDB forwarder's cursor).
@@ -363,20 +382,21 @@ pub(super) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result
     Ok(())
 }
 
-/// Insert every reading of a batch in the order of the readings index — by device, then time,
-/// then series — rather than as they arrived: each index leaf is then fetched and changed once
-/// per commit. A commit dirties about one leaf per device it touches (a message's readings
-/// share a device and a time, so they sit side by side), far more than the writer's page cache
-/// holds; in arrival order SQLite spilled dirty leaves to the WAL mid-transaction and read them
-/// back for the device's next message.
+/// Log every reading of a batch: one `observations` row per device and observation time, its
+/// readings packed (see `packed`), written in the order of the rows' unique key — by device,
+/// then time — rather than as they arrived: each index leaf is then fetched and changed once
+/// per commit. A commit dirties about one leaf per device it touches, far more than the
+/// writer's page cache holds; in arrival order SQLite spilled dirty leaves to the WAL
+/// mid-transaction and read them back for the device's next message.
 ///
 /// Returns, per reading in batch order (messages, then readings), its series id and whether it
-/// was new. Of two equal readings in one batch the earlier message's is the one stored, as in
-/// arrival order: `flat` orders them.
+/// was new. Of two readings of one series and time in a batch the earlier message's is the one
+/// stored, as in arrival order: `flat` orders them. `logged` counts the readings logged.
 fn insert_readings(
     tx: &rusqlite::Transaction<'_>,
     series: &mut SeriesCache,
     batch: &[Envelope],
+    logged: &mut i64,
 ) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
     let mut sids = Vec::new();
     let mut order = Vec::new();
@@ -385,33 +405,124 @@ fn insert_readings(
             let received = env.received_at.as_millisecond();
             for r in readings {
                 let key = series_key(tx, series, r)?;
-                let observed = r.observed_at.as_millisecond();
-                order.push((key, observed, sids.len(), received, r));
+                order.push(Ordered {
+                    key,
+                    observed: r.observed_at.as_millisecond(),
+                    flat: sids.len(),
+                    received,
+                    reading: r,
+                });
                 sids.push(key.id);
             }
         }
     }
-    order.sort_unstable_by_key(|&(key, observed, flat, ..)| {
-        (key.device_key, observed, key.id, flat)
-    });
+    order.sort_unstable_by_key(|o| (o.key.device_key, o.observed, o.key.id, o.flat));
     let mut inserted = vec![false; sids.len()];
     let mut insert = tx.prepare_cached(
-        "INSERT INTO readings (series_id, device_key, observed_at, value, status, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        "INSERT INTO observations (device_key, observed_at, received_at, readings, log_readings)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
     )?;
-    for (key, observed, flat, received, r) in order {
-        let status = status_code(r.status);
-        let n = insert.execute(params![
-            key.id,
-            key.device_key,
-            observed,
-            r.value,
-            status,
-            received
-        ])?;
-        inserted[flat] = n == 1;
+    let mut blob = Vec::with_capacity(128);
+    for row in
+        order.chunk_by(|a, b| (a.key.device_key, a.observed) == (b.key.device_key, b.observed))
+    {
+        blob.clear();
+        let mut received = i64::MIN;
+        let mut previous = None;
+        let mut count = 0;
+        for o in row {
+            if previous == Some(o.key.id) {
+                continue; // the same series and time again in this batch
+            }
+            previous = Some(o.key.id);
+            packed::encode(
+                &mut blob,
+                o.key.id,
+                o.reading.value,
+                status_code(o.reading.status),
+            );
+            received = received.max(o.received);
+            inserted[o.flat] = true;
+            count += 1;
+        }
+        let (device_key, observed) = (row[0].key.device_key, row[0].observed);
+        let total = *logged + count;
+        if insert.execute(params![device_key, observed, received, &blob, total])? == 1 {
+            *logged = total;
+        } else {
+            add_to_row(tx, row, received, &mut inserted, logged)?;
+        }
     }
     Ok((sids, inserted))
+}
+
+/// A reading of a batch, in the order `insert_readings` writes them.
+struct Ordered<'a> {
+    key: SeriesKey,
+    observed: i64,
+    /// Position in the batch (messages, then readings).
+    flat: usize,
+    received: i64,
+    reading: &'a Reading,
+}
+
+/// The device already has a row at this time (a redelivery, or more of its readings at a time
+/// it already reported): keep what the row holds and add the series it lacks. The row moves
+/// to the end of the log, so log readers (the forwarder, the live-value replay) see the added
+/// readings; they see its others again too, which both take as the no-op it is.
+fn add_to_row(
+    tx: &rusqlite::Transaction<'_>,
+    row: &[Ordered<'_>],
+    received: i64,
+    inserted: &mut [bool],
+    logged: &mut i64,
+) -> Result<(), StoreError> {
+    let (device_key, observed) = (row[0].key.device_key, row[0].observed);
+    let (id, held_received, mut blob): (i64, i64, Vec<u8>) = tx
+        .prepare_cached(
+            "SELECT id, received_at, readings FROM observations
+             WHERE device_key = ?1 AND observed_at = ?2",
+        )?
+        .query_row(params![device_key, observed], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let held = packed::decode(&blob)
+        .map(|r| r.map(|(series, ..)| series))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut added = 0;
+    for o in row {
+        if !inserted[o.flat] {
+            continue;
+        }
+        if held.contains(&o.key.id) {
+            inserted[o.flat] = false;
+            continue;
+        }
+        packed::encode(
+            &mut blob,
+            o.key.id,
+            o.reading.value,
+            status_code(o.reading.status),
+        );
+        added += 1;
+    }
+    if added > 0 {
+        *logged += (held.len() + added) as i64;
+        tx.prepare_cached("DELETE FROM observations WHERE id = ?1")?
+            .execute([id])?;
+        tx.prepare_cached(
+            "INSERT INTO observations (device_key, observed_at, received_at, readings, log_readings)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            device_key,
+            observed,
+            received.max(held_received),
+            blob,
+            *logged
+        ])?;
+    }
+    Ok(())
 }
 
 /// A series' id and its device's key (`series.device_key`), which orders the readings index.
