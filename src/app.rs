@@ -110,7 +110,9 @@ impl App {
         } else {
             None
         };
-        let alert_input = alerts.as_ref().map(|a| a.readings.clone());
+        let alert_input = alerts
+            .as_ref()
+            .map(|a| (a.readings.clone(), Arc::clone(&a.metrics)));
         let wakes = alerts
             .as_ref()
             .map(|a| Arc::clone(&a.wakes))
@@ -127,11 +129,13 @@ impl App {
             .name("store-commit".into())
             .spawn(move || {
                 pipeline::run_commits(writer, store_rx, links, batch, |envelopes, outcomes| {
-                    let Some(alerts) = &alert_input else { return };
-                    let readings = pipeline::stored_readings(envelopes, outcomes);
+                    let Some((alerts, metrics)) = &alert_input else {
+                        return;
+                    };
+                    let readings = pipeline::stored_readings(envelopes, outcomes, metrics);
                     if !readings.is_empty() {
                         // Bounded: a slow evaluator slows commits rather than dropping input.
-                        let _ = alerts.blocking_send(readings.into());
+                        let _ = alerts.blocking_send(readings);
                     }
                 })
             })?;

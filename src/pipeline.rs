@@ -152,18 +152,23 @@ pub async fn run_feed(
     }
 }
 
-/// The readings a batch stored (duplicates and rejects carry none), for consumers after the
-/// commit such as the alert engine.
-pub fn stored_readings(envelopes: &[Envelope], outcomes: &[Outcome]) -> Vec<Reading> {
+/// The readings of `metrics` a batch stored (duplicates and rejects carry none), moved out of
+/// the batch, for consumers after the commit such as the alert engine.
+pub fn stored_readings(
+    envelopes: Vec<Envelope>,
+    outcomes: &[Outcome],
+    metrics: &[&str],
+) -> Vec<Reading> {
     envelopes
-        .iter()
+        .into_iter()
         .zip(outcomes)
         .filter(|(_, o)| matches!(o, Outcome::Stored { .. }))
-        .filter_map(|(e, _)| match &e.content {
-            Content::Readings(r) => Some(r.iter().cloned()),
+        .filter_map(|(e, _)| match e.content {
+            Content::Readings(r) => Some(r),
             Content::Rejected { .. } => None,
         })
         .flatten()
+        .filter(|r| metrics.contains(&r.metric))
         .collect()
 }
 
@@ -187,11 +192,10 @@ pub fn run_commits(
     mut queue: mpsc::Receiver<Pending>,
     feeds: Vec<FeedLink>,
     batching: Batching,
-    on_commit: impl Fn(&[Envelope], &[Outcome]),
+    on_commit: impl Fn(Vec<Envelope>, &[Outcome]),
 ) {
     let batch_max = batching.max_messages;
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
-    let mut envelopes: Vec<Envelope> = Vec::with_capacity(batch_max);
     let mut last_prune = std::time::Instant::now();
     while let Some(first) = queue.blocking_recv() {
         let deadline = std::time::Instant::now() + batching.linger;
@@ -206,6 +210,7 @@ pub fn run_commits(
             }
         }
         let mut acks = Vec::with_capacity(batch.len());
+        let mut envelopes = Vec::with_capacity(batch.len());
         for p in batch.drain(..) {
             acks.push((p.feed_index, p.ack));
             envelopes.push(p.envelope);
@@ -235,8 +240,7 @@ pub fn run_commits(
             // recognises the duplicate.
             let _ = link.acks.send(ack);
         }
-        on_commit(&envelopes, &outcomes);
-        envelopes.clear();
+        on_commit(envelopes, &outcomes);
         if let Err(e) = writer.restart_wal_if_asked() {
             warn!(error = %e, "Starting the WAL over failed; will retry.");
         }

@@ -8,7 +8,7 @@ use std::sync::{
 };
 
 use jiff::Timestamp;
-use metrics::{counter, gauge};
+use metrics::{Counter, counter, gauge};
 use serde::Serialize;
 
 use crate::model::FeedId;
@@ -59,11 +59,30 @@ pub struct FeedStats {
     rate_milli: AtomicU64,
     rate_prev: AtomicU64,
     last_error: Mutex<Option<(Timestamp, String)>>,
+    /// The per-message Prometheus counters, registered once: looking one up by name and label
+    /// costs a registry lookup and a label string per message.
+    per_message: PerMessage,
+}
+
+#[derive(Debug)]
+struct PerMessage {
+    received: Counter,
+    stored: Counter,
+    readings: Counter,
+    duplicate: Counter,
 }
 
 impl FeedStats {
     pub fn new(feed: FeedId) -> Arc<FeedStats> {
+        let label = [("feed", feed.to_string())];
+        let per_message = PerMessage {
+            received: counter!(names::RECEIVED, &label),
+            stored: counter!(names::STORED, &label),
+            readings: counter!(names::READINGS, &label),
+            duplicate: counter!(names::DUPLICATE, &label),
+        };
         Arc::new(FeedStats {
+            per_message,
             feed,
             connected: AtomicBool::new(false),
             received: AtomicU64::new(0),
@@ -113,14 +132,14 @@ impl FeedStats {
     pub fn received(&self, at: Timestamp) {
         self.received.fetch_add(1, Relaxed);
         self.last_message_ms.store(at.as_millisecond(), Relaxed);
-        counter!(names::RECEIVED, &self.label()).increment(1);
+        self.per_message.received.increment(1);
     }
 
     pub fn stored(&self, readings: usize) {
         self.stored.fetch_add(1, Relaxed);
         self.readings.fetch_add(readings as u64, Relaxed);
-        counter!(names::STORED, &self.label()).increment(1);
-        counter!(names::READINGS, &self.label()).increment(readings as u64);
+        self.per_message.stored.increment(1);
+        self.per_message.readings.increment(readings as u64);
     }
 
     pub fn rejected(&self, reason: &'static str) {
@@ -130,7 +149,7 @@ impl FeedStats {
 
     pub fn duplicate(&self) {
         self.duplicate.fetch_add(1, Relaxed);
-        counter!(names::DUPLICATE, &self.label()).increment(1);
+        self.per_message.duplicate.increment(1);
     }
 
     pub fn committed(&self, now: Timestamp, received_at: Timestamp) {

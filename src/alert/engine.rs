@@ -105,6 +105,23 @@ impl AlertEngine {
         }
     }
 
+    /// The metrics the reading-driven rules look at: readings of other metrics need not reach
+    /// [`AlertEngine::observe`].
+    pub fn observed_metrics(&self) -> Vec<&'static str> {
+        let mut metrics: Vec<&'static str> = self
+            .rules
+            .iter()
+            .filter_map(|rule| match rule.condition {
+                Condition::Threshold { .. } | Condition::RateOfChange { .. } => rule.metric,
+                Condition::FloodLevel { .. } => Some("water_level"),
+                _ => None,
+            })
+            .collect();
+        metrics.sort_unstable();
+        metrics.dedup();
+        metrics
+    }
+
     /// Evaluate the reading-driven rules (threshold, rate of change, flood level).
     pub fn observe(&mut self, r: &Reading) -> Vec<Transition> {
         let mut out = Vec::new();
@@ -469,6 +486,51 @@ mod tests {
             },
             Some("pm25"),
         )
+    }
+
+    /// The commit thread hands the engine only the readings of `observed_metrics`: no rule
+    /// may act on any other.
+    #[test]
+    fn only_the_observed_metrics_can_move_a_rule() {
+        let rules = vec![
+            pm25_rule(),
+            rule(
+                "rise",
+                Condition::RateOfChange {
+                    change: 0.5,
+                    window: Duration::from_secs(3600),
+                },
+                Some("water_level"),
+            ),
+            rule(
+                "bd1",
+                Condition::FloodLevel {
+                    level: 1,
+                    clear_margin: 0.1,
+                },
+                None,
+            ),
+            rule(
+                "stale",
+                Condition::Staleness {
+                    after: Duration::from_secs(60),
+                },
+                Some("no2"),
+            ),
+        ];
+        let mut e = engine(rules);
+        assert_eq!(e.observed_metrics(), vec!["pm25", "water_level"]);
+        for metric in ["pm10", "no2", "co", "rainfall", "traffic_flow"] {
+            for (minute, v) in [(0, 0.0), (30, 1e6), (60, -1e6), (90, 1e6)] {
+                let mut r = reading("GB", metric, v, minute);
+                r.domain = Domain::Water;
+                assert!(e.observe(&r).is_empty(), "{metric}");
+            }
+        }
+        assert!(
+            !e.observe(&reading("GB", "water_level", 30.0, 100))
+                .is_empty()
+        );
     }
 
     #[test]

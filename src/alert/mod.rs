@@ -32,8 +32,11 @@ pub type Wakes = Arc<HashMap<String, Arc<Notify>>>;
 /// Handles of the running alert system.
 #[derive(Debug)]
 pub struct Alerts {
-    /// Committed readings go here (bounded: a slow evaluator slows commits, never loses input).
-    pub readings: mpsc::Sender<Arc<[Reading]>>,
+    /// Committed readings go here (bounded: a slow evaluator slows commits, never loses input)
+    /// …
+    pub readings: mpsc::Sender<Vec<Reading>>,
+    /// … those of these metrics, the only ones the rules look at.
+    pub metrics: Arc<[&'static str]>,
     pub wakes: Wakes,
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -92,6 +95,7 @@ pub async fn start(
         )));
     }
     let wakes: Wakes = Arc::new(wakes);
+    let metrics = engine.observed_metrics().into();
     let (tx, rx) = mpsc::channel(256);
     let evaluator = Evaluator {
         engine,
@@ -104,6 +108,7 @@ pub async fn start(
     tasks.push(tokio::spawn(evaluator.run(rx, cancel)));
     Ok(Alerts {
         readings: tx,
+        metrics,
         wakes,
         tasks,
     })
@@ -119,11 +124,7 @@ struct Evaluator {
 }
 
 impl Evaluator {
-    async fn run(
-        mut self,
-        mut readings: mpsc::Receiver<Arc<[Reading]>>,
-        cancel: CancellationToken,
-    ) {
+    async fn run(mut self, mut readings: mpsc::Receiver<Vec<Reading>>, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(self.config.alerts.evaluation_interval);
         loop {
             let transitions = tokio::select! {
