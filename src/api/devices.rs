@@ -134,14 +134,14 @@ pub async fn series(
     ApiQuery(p): ApiQuery<SeriesParams>,
 ) -> ApiResult<Value> {
     let device = find(&state, &id).await?;
-    let metrics: Vec<&str> = device.latest.iter().map(|l| l.metric.as_str()).collect();
+    let metrics: Vec<&str> = device.latest.iter().map(|l| &*l.metric).collect();
     let Some(metric) = p.metric else {
         return Err(ApiError::bad(format!(
             "metric is required; device {id} has: {}",
             metrics.join(", ")
         )));
     };
-    let Some(latest) = device.latest.iter().find(|l| l.metric == metric) else {
+    let Some(latest) = device.latest.iter().find(|l| *l.metric == *metric) else {
         return Err(ApiError::bad(format!(
             "device {id} has no metric {metric:?}; it has: {}",
             metrics.join(", ")

@@ -314,7 +314,7 @@ fn latest(d: &DeviceView, metric: &str) -> Option<(f64, Timestamp)> {
     d.device
         .latest
         .iter()
-        .find(|l| l.metric == metric)
+        .find(|l| &*l.metric == metric)
         .map(|l| (l.value, l.observed_at))
 }
 
@@ -376,7 +376,7 @@ fn lighting(devices: &[DeviceView]) -> Value {
         .count();
     let faults = lights
         .iter()
-        .filter(|d| d.device.last_status.as_deref() == Some("fault"))
+        .filter(|d| d.device.last_status == Some("fault"))
         .count();
     let power: f64 = lights
         .iter()

@@ -69,6 +69,8 @@ struct Inner {
     /// Set by the checkpointer when the WAL should start over; the writer does it between
     /// commits (see [`checkpoint`]).
     restart_wal: Arc<AtomicBool>,
+    /// The device listing's rows and series, kept until the writer changes them.
+    catalogue: query::CatalogueCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -104,6 +106,7 @@ impl Store {
                 hourly,
                 live,
                 restart_wal: Arc::default(),
+                catalogue: query::CatalogueCache::default(),
             }),
         })
     }
@@ -121,6 +124,7 @@ impl Store {
             Arc::clone(&self.inner.hourly),
             Arc::clone(&self.inner.live),
             Arc::clone(&self.inner.restart_wal),
+            Arc::clone(&self.inner.catalogue.generation),
         )
     }
 

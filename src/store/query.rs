@@ -1,6 +1,12 @@
 //! The read side: typed queries behind the API. All run on pooled read connections.
 
-use std::collections::{HashMap, hash_map::Entry};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, params_from_iter, types::Value as Sql};
@@ -21,9 +27,9 @@ pub struct DeviceFilter {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LatestValue {
-    pub metric: String,
+    pub metric: Arc<str>,
     pub value: f64,
-    pub unit: String,
+    pub unit: Arc<str>,
     pub observed_at: Timestamp,
     pub status: Status,
 }
@@ -45,7 +51,7 @@ pub struct DeviceRow {
     pub first_seen: Option<Timestamp>,
     pub last_seen: Option<Timestamp>,
     pub last_observed_at: Option<Timestamp>,
-    pub last_status: Option<String>,
+    pub last_status: Option<&'static str>,
     pub latest: Vec<LatestValue>,
 }
 
@@ -190,8 +196,12 @@ impl Where {
 impl Store {
     pub async fn devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, StoreError> {
         let filter = filter.clone();
-        let live = std::sync::Arc::clone(&self.inner.live);
-        self.read(move |conn| devices(conn, &live, &filter)).await
+        let inner = Arc::clone(&self.inner);
+        self.read(move |conn| {
+            let catalogue = inner.catalogue.get(conn)?;
+            Ok(devices(&catalogue, &inner.live, &filter))
+        })
+        .await
     }
 
     pub async fn series(
@@ -566,32 +576,53 @@ impl Store {
     }
 }
 
-/// The device rows, with what changes per message (last seen, latest values, learned
-/// interval) from the writer's live state rather than the rows, which lag it by seconds.
-fn devices(
-    conn: &Connection,
-    live: &Live,
-    filter: &DeviceFilter,
-) -> Result<Vec<DeviceRow>, StoreError> {
-    let mut w = Where::default();
-    if let Some(city) = filter.city {
-        w.add("city = ?", city.as_str().to_owned());
+/// What the device listing reads from the tables: each device's row (without what changes per
+/// message) and series, in the listing's order. It changes only when the writer adds a device,
+/// a series or a device's first position and feed, so it is kept until then: the overview, the
+/// alert tick and the device API each read every device, the overview every second, and at
+/// 15,000 stations reading them from the tables took about a tenth of a core from ingest
+/// (BENCHMARKS.md, finding 17).
+pub(super) struct Catalogue {
+    /// The writer's count of changes this was read at.
+    generation: u64,
+    rows: Vec<DeviceRow>,
+    /// (index in `rows`, series id, metric, unit), by device and metric.
+    series: Vec<(usize, i64, Arc<str>, Arc<str>)>,
+}
+
+/// The last catalogue read, and the writer's count of changes to it.
+#[derive(Default)]
+pub(super) struct CatalogueCache {
+    /// Bumped by the writer after each commit that changed what a catalogue holds.
+    pub(super) generation: Arc<AtomicU64>,
+    last: Mutex<Option<Arc<Catalogue>>>,
+}
+
+impl CatalogueCache {
+    /// The catalogue as committed now: the last one read, unless the writer changed it since.
+    pub(super) fn get(&self, conn: &Connection) -> Result<Arc<Catalogue>, StoreError> {
+        // Read the count before the tables: a change committed meanwhile makes the next call
+        // read them again.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(c) = self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && c.generation == generation
+        {
+            return Ok(Arc::clone(c));
+        }
+        let catalogue = Arc::new(read_catalogue(conn, generation)?);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&catalogue));
+        Ok(catalogue)
     }
-    if let Some(domain) = filter.domain {
-        w.add("domain = ?", domain.as_str().to_owned());
-    }
-    if let Some(id) = &filter.device_id {
-        w.add("device_id = ?", id.clone());
-    }
-    let sql = format!(
+}
+
+fn read_catalogue(conn: &Connection, generation: u64) -> Result<Catalogue, StoreError> {
+    let mut stmt = conn.prepare_cached(
         "SELECT device_id, city, feed, domain, name, lat, lon, ward, position_source, flood_levels,
                 configured_interval_ms, first_seen, catalogued
-         FROM devices {} ORDER BY city, domain, device_id",
-        w.sql()
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows: Vec<DeviceRow> = stmt
-        .query_map(params_from_iter(w.params.iter()), |row| {
+         FROM devices ORDER BY city, domain, device_id",
+    )?;
+    let rows: Vec<DeviceRow> = stmt
+        .query_map([], |row| {
             let lat: Option<f64> = row.get(5)?;
             let lon: Option<f64> = row.get(6)?;
             let levels: Option<String> = row.get(9)?;
@@ -623,53 +654,91 @@ fn devices(
             })
         })?
         .collect::<Result<_, _>>()?;
-    // Every listed device's series in one pass over `series`, not a query per device.
-    // (Filtered by device only: a catalogued device's city or domain can differ from what
-    // its readings carry.)
-    let index: std::collections::HashMap<String, usize> = rows
+    // Every device's series in one pass over `series`, not a query per device.
+    let index: HashMap<&str, usize> = rows
         .iter()
         .enumerate()
-        .map(|(i, d)| (d.device_id.clone(), i))
+        .map(|(i, d)| (d.device_id.as_str(), i))
         .collect();
+    // Metric names and units repeat across devices: one shared string each.
+    let mut names: HashMap<String, Arc<str>> = HashMap::new();
+    let mut shared = |s: &str| -> Arc<str> {
+        if let Some(a) = names.get(s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = s.into();
+        names.insert(s.to_owned(), Arc::clone(&a));
+        a
+    };
     let mut series = Vec::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT device_id, id, metric, unit FROM series
-         WHERE ?1 IS NULL OR device_id = ?1
-         ORDER BY device_id, metric",
+        "SELECT device_id, id, metric, unit FROM series ORDER BY device_id, metric",
     )?;
-    let mut found = stmt.query([&filter.device_id])?;
+    let mut found = stmt.query([])?;
     while let Some(row) = found.next()? {
         if let Some(&i) = index.get(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?) {
-            series.push((i, row.get::<_, i64>(1)?, row.get(2)?, row.get(3)?));
+            let metric = shared(row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?);
+            let unit = shared(row.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?);
+            series.push((i, row.get::<_, i64>(1)?, metric, unit));
         }
     }
-    // Then what changes per message, from the live state (read after the rows, so at least
-    // as new as they are; held for lookups only, as the writer waits for it).
+    drop(index);
+    Ok(Catalogue {
+        generation,
+        rows,
+        series,
+    })
+}
+
+/// The device rows `filter` selects, with what changes per message (last seen, latest values,
+/// learned interval) from the writer's live state rather than the rows, which lag it by
+/// seconds. (Series are selected by device only: a catalogued device's city or domain can
+/// differ from what its readings carry.)
+fn devices(catalogue: &Catalogue, live: &Live, filter: &DeviceFilter) -> Vec<DeviceRow> {
+    let selected = |d: &DeviceRow| {
+        filter.city.is_none_or(|c| d.city == c)
+            && filter.domain.is_none_or(|c| d.domain == c)
+            && filter
+                .device_id
+                .as_ref()
+                .is_none_or(|id| *id == d.device_id)
+    };
+    // Where each catalogue row went in the result, if selected.
+    let mut slot = vec![usize::MAX; catalogue.rows.len()];
+    let mut rows = Vec::new();
+    for (i, d) in catalogue.rows.iter().enumerate() {
+        if selected(d) {
+            slot[i] = rows.len();
+            rows.push(d.clone());
+        }
+    }
+    // Held for lookups only, as the writer waits for it.
     let live = live.read();
     for d in &mut rows {
         if let Some(l) = live.devices.get(&d.device_id) {
             d.last_seen = l.last_seen.map(ts);
             d.last_observed_at = l.last_observed_at.map(ts);
-            d.last_status = l
-                .last_status
-                .map(|c| status_from_code(c).as_str().to_owned());
+            d.last_status = l.last_status.map(|c| status_from_code(c).as_str());
             d.expected_interval_ms = d
                 .expected_interval_ms
                 .or(l.learned_interval_ms.map(|v| v.round() as i64));
         }
     }
-    for (i, id, metric, unit) in series {
-        if let Some(l) = live.series.get(&id) {
-            rows[i].latest.push(LatestValue {
-                metric,
+    for (i, id, metric, unit) in &catalogue.series {
+        let Some(d) = rows.get_mut(slot[*i]) else {
+            continue;
+        };
+        if let Some(l) = live.series.get(id) {
+            d.latest.push(LatestValue {
+                metric: Arc::clone(metric),
                 value: l.value,
-                unit,
+                unit: Arc::clone(unit),
                 observed_at: ts(l.observed_at),
                 status: status_from_code(l.status),
             });
         }
     }
-    Ok(rows)
+    rows
 }
 
 /// City- or domain-wide buckets of whole minutes come from the minute rollups (`from` and `to`

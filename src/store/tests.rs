@@ -430,7 +430,7 @@ async fn latest_values_are_exact_after_a_crash_between_flushes() {
                     l.value,
                     l.observed_at,
                     d.last_seen,
-                    d.last_status.clone(),
+                    d.last_status,
                     d.expected_interval_ms,
                 )
             })
@@ -454,7 +454,7 @@ async fn latest_values_are_exact_after_a_crash_between_flushes() {
             .unwrap();
         let before = latest(store.clone()).await;
         assert_eq!(before[0].1, 3.0);
-        assert_eq!(before[0].4.as_deref(), Some("fault"));
+        assert_eq!(before[0].4, Some("fault"));
         assert_eq!(
             before[1].1, 7.0,
             "an older reading does not replace the latest"
@@ -468,7 +468,7 @@ async fn latest_values_are_exact_after_a_crash_between_flushes() {
     assert_eq!(after[0].1, 3.0);
     assert_eq!(after[0].2, t0() + 10.minutes());
     assert_eq!(after[0].3, before[0].3);
-    assert_eq!(after[0].4.as_deref(), Some("fault"));
+    assert_eq!(after[0].4, Some("fault"));
     assert_eq!(after[0].5, Some(300_000), "learned before the flush");
     assert_eq!(after[1].1, 7.0);
     // Opening wrote the replayed state back: the rows agree, and a second open replays nothing.
@@ -676,6 +676,77 @@ async fn later_readings_of_a_logged_time_join_its_row_and_reach_log_readers() {
     assert_eq!(point("pm10").await, vec![3.0]);
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.readings, stats.max_log_id), (4, 4));
+}
+
+/// The device listing keeps what it read from the tables between calls, and follows every
+/// change the writer makes to it: a new device, a new series, a device's first position.
+#[tokio::test]
+async fn the_device_listing_follows_new_devices_series_and_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let listing = || {
+        let store = store.clone();
+        async move {
+            store
+                .devices(&DeviceFilter::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| {
+                    let latest: Vec<(String, f64)> = d
+                        .latest
+                        .iter()
+                        .map(|l| (l.metric.to_string(), l.value))
+                        .collect();
+                    (d.device_id, d.location.is_some(), latest)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let unlocated = |device: &str, metric, minute: i64, value| {
+        let mut r = reading(device, metric, t0() + minute.minutes(), value);
+        r.location = None;
+        env(vec![r])
+    };
+    let latest = |pairs: &[(&str, f64)]| -> Vec<(String, f64)> {
+        pairs.iter().map(|(m, v)| (m.to_string(), *v)).collect()
+    };
+    w.commit(&[unlocated("A", "pm25", 0, 1.0)]).unwrap();
+    assert_eq!(
+        listing().await,
+        vec![("A".into(), false, latest(&[("pm25", 1.0)]))]
+    );
+    // Only a value changes: the kept rows, with the live value.
+    w.commit(&[unlocated("A", "pm25", 1, 2.0)]).unwrap();
+    assert_eq!(
+        listing().await,
+        vec![("A".into(), false, latest(&[("pm25", 2.0)]))]
+    );
+    w.commit(&[unlocated("A", "pm10", 2, 3.0)]).unwrap();
+    assert_eq!(
+        listing().await,
+        vec![("A".into(), false, latest(&[("pm10", 3.0), ("pm25", 2.0)]))]
+    );
+    w.commit(&[env(vec![reading("A", "pm25", t0() + 3.minutes(), 4.0)])])
+        .unwrap();
+    assert_eq!(
+        listing().await,
+        vec![("A".into(), true, latest(&[("pm10", 3.0), ("pm25", 4.0)]))]
+    );
+    w.commit(&[unlocated("B", "pm25", 4, 5.0)]).unwrap();
+    let all = listing().await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1], ("B".into(), false, latest(&[("pm25", 5.0)])));
+    let only_b = store
+        .devices(&DeviceFilter {
+            device_id: Some("B".into()),
+            ..DeviceFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_b.len(), 1);
+    assert_eq!(only_b[0].latest.len(), 1);
 }
 
 #[tokio::test]

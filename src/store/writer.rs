@@ -2,7 +2,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use foldhash::{HashMap, HashMapExt};
@@ -91,6 +91,9 @@ pub struct StoreWriter {
     flusher: Flusher,
     /// Set by the checkpointer: start the WAL over (see `super::checkpoint`).
     restart_wal: Arc<AtomicBool>,
+    /// Bumped after a commit that changed what the device listing reads from the tables
+    /// (`query::Catalogue`): a device's row or a series.
+    catalogue: Arc<AtomicU64>,
     /// Readings logged so far (`observations.log_readings` of the last row); read from the
     /// table when unknown.
     logged: Option<i64>,
@@ -131,8 +134,10 @@ impl StoreWriter {
         hourly: Arc<super::hourly::HourlyPollutants>,
         live: Arc<Live>,
         restart_wal: Arc<AtomicBool>,
+        catalogue: Arc<AtomicU64>,
     ) -> Result<StoreWriter, StoreError> {
         Ok(StoreWriter {
+            catalogue,
             restart_wal,
             hourly,
             live,
@@ -179,7 +184,14 @@ impl StoreWriter {
                 |r| r.get(0),
             )?,
         };
-        let (sids, new) = insert_readings(&tx, &mut self.series, batch, &mut logged)?;
+        let mut catalogue_changed = false;
+        let (sids, new) = insert_readings(
+            &tx,
+            &mut self.series,
+            batch,
+            &mut logged,
+            &mut catalogue_changed,
+        )?;
         let mut flat = 0;
         {
             for env in batch {
@@ -286,11 +298,14 @@ impl StoreWriter {
                 outcomes.push(outcome);
             }
         }
-        write_new_devices(&tx, &touched, &mut self.devices)?;
+        catalogue_changed |= write_new_devices(&tx, &touched, &mut self.devices)?;
         write_counters(&tx, &feeds)?;
         write_rollups(&tx, &rollup)?;
         tx.commit()?;
         self.logged = Some(logged);
+        if catalogue_changed {
+            self.catalogue.fetch_add(1, Ordering::Release);
+        }
         if let Some(slice) = slice {
             self.flusher.written(slice);
         }
@@ -391,12 +406,14 @@ pub(super) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result
 ///
 /// Returns, per reading in batch order (messages, then readings), its series id and whether it
 /// was new. Of two readings of one series and time in a batch the earlier message's is the one
-/// stored, as in arrival order: `flat` orders them. `logged` counts the readings logged.
+/// stored, as in arrival order: `flat` orders them. `logged` counts the readings logged;
+/// `new_series` is set when a series row was written.
 fn insert_readings(
     tx: &rusqlite::Transaction<'_>,
     series: &mut SeriesCache,
     batch: &[Envelope],
     logged: &mut i64,
+    new_series: &mut bool,
 ) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
     let mut sids = Vec::new();
     let mut order = Vec::new();
@@ -404,7 +421,7 @@ fn insert_readings(
         if let Content::Readings(readings) = &env.content {
             let received = env.received_at.as_millisecond();
             for r in readings {
-                let key = series_key(tx, series, r)?;
+                let key = series_key(tx, series, r, new_series)?;
                 order.push(Ordered {
                     key,
                     observed: r.observed_at.as_millisecond(),
@@ -536,6 +553,7 @@ fn series_key(
     tx: &rusqlite::Transaction<'_>,
     cache: &mut SeriesCache,
     r: &Reading,
+    written: &mut bool,
 ) -> Result<SeriesKey, StoreError> {
     if let Some(key) = cache
         .get(r.device_id.as_str())
@@ -544,6 +562,7 @@ fn series_key(
         return Ok(*key);
     }
     // A device's first series gives the device its key (its own id); later ones share it.
+    *written = true;
     let (id, device_key): (i64, i64) = tx
         .prepare_cached(
             "INSERT INTO series (device_id, metric, city, feed, domain, unit, device_key)
@@ -615,12 +634,14 @@ fn learn_cadence(
 
 /// Upsert the rows of devices this writer has not written yet (new devices, and each device's
 /// first message since start: its feed, first sighting and position), and of devices whose
-/// first position just arrived. What changes with every message goes through `live`.
+/// first position just arrived. What changes with every message goes through `live`. Whether
+/// it wrote any.
 fn write_new_devices(
     tx: &rusqlite::Transaction<'_>,
     touched: &HashMap<&str, DeviceTouch<'_>>,
     states: &mut HashMap<String, DeviceState>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let mut wrote = false;
     let mut upsert = tx.prepare_cached(
         "INSERT INTO devices (device_id, city, feed, domain, lat, lon, first_seen, last_seen,
                               last_observed_at, last_status, learned_interval_ms)
@@ -646,6 +667,7 @@ fn write_new_devices(
         }
         state.row_written = true;
         state.located |= r.location.is_some();
+        wrote = true;
         let (lat, lon) = r.location.as_ref().map(|l| (l.lat, l.lon)).unzip();
         let learned = state.learned_interval.map(|v| v.round() as i64);
         let last_observed = state.last_observed.unwrap_or(t.observed_at);
@@ -662,7 +684,7 @@ fn write_new_devices(
             learned,
         ])?;
     }
-    Ok(())
+    Ok(wrote)
 }
 
 /// metric, city, domain, minute start (UTC ms).
