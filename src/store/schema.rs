@@ -217,7 +217,14 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )?;
     }
     if legacy {
-        pack_readings(&tx)?;
+        let started = std::time::Instant::now();
+        let (readings, rows) = pack_readings(&tx)?;
+        tracing::info!(
+            readings,
+            rows,
+            took = ?started.elapsed(),
+            "Packed the reading log into one row per device and observation time (schema v6)."
+        );
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()?;
@@ -227,7 +234,8 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
 /// Version 6: pack the readings of each device and observation time into one `observations`
 /// row. A row takes the largest log position of its readings, so a log reader's cursor (the
 /// forwarder's, the live values') stays valid: a row it has not read in full comes after it.
-fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+/// Returns how many readings went into how many rows.
+fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(u64, u64), StoreError> {
     // In the order of the unique index: no sort, and a row's readings arrive together.
     let mut select = tx.prepare(
         "SELECT device_key, observed_at, id, series_id, value, status, received_at
@@ -238,8 +246,10 @@ fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
          VALUES (?1, ?2, ?3, ?4, ?5, 0)",
     )?;
     let mut row: Option<Row> = None;
+    let (mut readings, mut written) = (0, 0);
     let mut rows = select.query([])?;
     while let Some(r) = rows.next()? {
+        readings += 1;
         let key = (r.get(0)?, r.get(1)?);
         let (id, received): (i64, i64) = (r.get(2)?, r.get(6)?);
         let reading = (r.get(3)?, r.get(4)?, r.get(5)?);
@@ -248,6 +258,7 @@ fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
             _ => {
                 if let Some(done) = row.take() {
                     done.insert(&mut insert)?;
+                    written += 1;
                 }
                 let mut new = Row {
                     key,
@@ -262,6 +273,7 @@ fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
     }
     if let Some(done) = row {
         done.insert(&mut insert)?;
+        written += 1;
     }
     drop(rows);
     drop((select, insert));
@@ -272,7 +284,7 @@ fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
          WHERE observations.id = running.id;
          DROP TABLE readings;",
     )?;
-    Ok(())
+    Ok((readings, written))
 }
 
 /// An `observations` row being packed from the readings of one device and time.

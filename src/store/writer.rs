@@ -542,7 +542,7 @@ fn add_to_row(
     Ok(())
 }
 
-/// A series' id and its device's key (`series.device_key`), which orders the readings index.
+/// A series' id and its device's key (`series.device_key`), which keys the device's log rows.
 #[derive(Debug, Clone, Copy)]
 struct SeriesKey {
     id: i64,
