@@ -35,12 +35,17 @@ impl HourlyPollutants {
     /// Add committed, measuring samples: station, pollutant, observed at (UTC ms), value.
     pub(super) fn add_all(&self, samples: &[(&str, Pollutant, i64, f64)]) {
         let mut stations = self.stations.lock().unwrap_or_else(|e| e.into_inner());
-        for &(station, pollutant, observed_ms, value) in samples {
+        // A station's samples come together (a message carries its pollutants): one lookup
+        // per run of them.
+        for run in samples.chunk_by(|a, b| a.0 == b.0) {
+            let station = run[0].0;
             let ring = match stations.get_mut(station) {
                 Some(r) => r,
                 None => stations.entry(station.to_owned()).or_default(),
             };
-            add_to(ring, pollutant, observed_ms, value, 1);
+            for &(_, pollutant, observed_ms, value) in run {
+                add_to(ring, pollutant, observed_ms, value, 1);
+            }
         }
     }
 

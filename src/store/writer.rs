@@ -202,47 +202,52 @@ impl StoreWriter {
                 let outcome = match &env.content {
                     Content::Readings(readings) => {
                         let mut inserted = 0;
-                        for r in readings {
-                            let (sid, new) = (sids[flat], new[flat]);
-                            flat += 1;
-                            let observed = r.observed_at.as_millisecond();
-                            let status = status_code(r.status);
-                            if new {
-                                inserted += 1;
-                                rollup
-                                    .entry((
-                                        r.metric,
-                                        r.city,
-                                        r.domain,
-                                        observed.div_euclid(MINUTE_MS) * MINUTE_MS,
-                                    ))
-                                    .or_insert_with(Rollup::empty)
-                                    .add(r.value);
-                                if r.status == Status::Measuring
-                                    && let Some(p) = Pollutant::from_metric(r.metric)
-                                {
-                                    pollutants.push((&r.device_id, p, observed, r.value));
-                                }
-                                let l = Latest {
-                                    observed_at: observed,
-                                    value: r.value,
-                                    status,
-                                };
-                                let e = latest.entry(sid).or_insert(l);
-                                if observed >= e.observed_at {
-                                    *e = l;
-                                }
-                            }
-                            learn_cadence(&mut self.devices, &self.live, &r.device_id, observed);
-                            let t = touched.entry(r.device_id.as_str()).or_insert(DeviceTouch {
-                                reading: r,
+                        // A message's readings are usually one device's: its cadence and row
+                        // state are looked up once per run of readings of a device.
+                        for run in readings.chunk_by(|a, b| a.device_id == b.device_id) {
+                            let device = run[0].device_id.as_str();
+                            let state = device_state(&mut self.devices, &self.live, device);
+                            let t = touched.entry(device).or_insert(DeviceTouch {
+                                reading: &run[0],
                                 received_at: received_ms,
-                                observed_at: observed,
+                                observed_at: run[0].observed_at.as_millisecond(),
                             });
                             t.received_at = t.received_at.max(received_ms);
-                            if observed >= t.observed_at {
-                                t.observed_at = observed;
-                                t.reading = r;
+                            for r in run {
+                                let (sid, new) = (sids[flat], new[flat]);
+                                flat += 1;
+                                let observed = r.observed_at.as_millisecond();
+                                if new {
+                                    inserted += 1;
+                                    rollup
+                                        .entry((
+                                            r.metric,
+                                            r.city,
+                                            r.domain,
+                                            observed.div_euclid(MINUTE_MS) * MINUTE_MS,
+                                        ))
+                                        .or_insert_with(Rollup::empty)
+                                        .add(r.value);
+                                    if r.status == Status::Measuring
+                                        && let Some(p) = Pollutant::from_metric(r.metric)
+                                    {
+                                        pollutants.push((device, p, observed, r.value));
+                                    }
+                                    let l = Latest {
+                                        observed_at: observed,
+                                        value: r.value,
+                                        status: status_code(r.status),
+                                    };
+                                    let e = latest.entry(sid).or_insert(l);
+                                    if observed >= e.observed_at {
+                                        *e = l;
+                                    }
+                                }
+                                state.learn(observed);
+                                if observed >= t.observed_at {
+                                    t.observed_at = observed;
+                                    t.reading = r;
+                                }
                             }
                         }
                         if inserted > 0 {
@@ -597,13 +602,12 @@ fn series_key(
     Ok(key)
 }
 
-/// Learn a device's reporting interval as an EWMA of the gaps between successive observations.
-fn learn_cadence(
-    devices: &mut HashMap<String, DeviceState>,
+/// The writer's state of a device, loaded from the live state on first sight.
+fn device_state<'a>(
+    devices: &'a mut HashMap<String, DeviceState>,
     live: &Live,
     device_id: &str,
-    observed: i64,
-) {
+) -> &'a mut DeviceState {
     if !devices.contains_key(device_id) {
         let state = live
             .read()
@@ -617,18 +621,25 @@ fn learn_cadence(
             .unwrap_or_default();
         devices.insert(device_id.to_owned(), state);
     }
-    let state = devices.get_mut(device_id).expect("inserted above");
-    match state.last_observed {
-        Some(last) if observed > last => {
-            let gap = (observed - last) as f64;
-            state.learned_interval = Some(match state.learned_interval {
-                Some(avg) => 0.8 * avg + 0.2 * gap,
-                None => gap,
-            });
-            state.last_observed = Some(observed);
+    devices.get_mut(device_id).expect("inserted above")
+}
+
+impl DeviceState {
+    /// Learn the device's reporting interval as an EWMA of the gaps between successive
+    /// observations.
+    fn learn(&mut self, observed: i64) {
+        match self.last_observed {
+            Some(last) if observed > last => {
+                let gap = (observed - last) as f64;
+                self.learned_interval = Some(match self.learned_interval {
+                    Some(avg) => 0.8 * avg + 0.2 * gap,
+                    None => gap,
+                });
+                self.last_observed = Some(observed);
+            }
+            Some(_) => {}
+            None => self.last_observed = Some(observed),
         }
-        Some(_) => {}
-        None => state.last_observed = Some(observed),
     }
 }
 
