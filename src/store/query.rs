@@ -511,7 +511,10 @@ impl Store {
         .await
     }
 
-    /// How many readings the log holds after position `after_id` (a reader's backlog).
+    /// How many readings the log holds after position `after_id` (a reader's backlog), from the
+    /// rows' running count, without a scan. A row moved to the end of the log by later readings
+    /// of its time (see `writer::add_to_row`) before the reader reached it counts twice until
+    /// the reader passes it.
     pub async fn readings_after(&self, after_id: i64) -> Result<i64, StoreError> {
         self.read(move |conn| {
             use rusqlite::OptionalExtension;
