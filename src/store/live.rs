@@ -229,15 +229,7 @@ fn write_all<'a>(
     devices: impl IntoIterator<Item = &'a String>,
 ) -> Result<(), StoreError> {
     write_rows(tx, state, series, devices)?;
-    super::writer::set_cursor(tx, CURSOR, log_end(tx)?)
-}
-
-fn log_end(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
-    Ok(
-        tx.query_row("SELECT COALESCE(MAX(id), 0) FROM observations", [], |r| {
-            r.get(0)
-        })?,
-    )
+    super::writer::set_cursor(tx, CURSOR, super::log_end(tx)?)
 }
 
 /// How often a round of writing the live state to the tables starts.
@@ -339,7 +331,7 @@ impl Flusher {
                 devices,
                 series_done: 0,
                 devices_done: 0,
-                position: log_end(tx)?,
+                position: super::log_end(tx)?,
             });
             self.started = Instant::now();
         }

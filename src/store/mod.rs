@@ -473,6 +473,15 @@ fn open_connection(
 pub(crate) const MINUTE_MS: i64 = 60_000;
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 
+/// The log's last position: its newest row's id (0 when empty).
+fn log_end(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM observations", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 pub(crate) fn status_code(s: Status) -> i64 {
     match s {
         Status::Measuring => 0,

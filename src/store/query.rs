@@ -572,7 +572,7 @@ impl Store {
                     |r| r.get(0),
                 )?,
                 rejects: conn.query_row("SELECT COUNT(*) FROM rejects", [], |r| r.get(0))?,
-                max_log_id: log_end(conn)?,
+                max_log_id: super::log_end(conn)?,
             })
         })
         .await
@@ -839,13 +839,4 @@ fn buckets(conn: &Connection, sql: &str, w: &Where, every: i64) -> Result<Vec<Bu
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// The log's last position: its newest row's id (0 when empty).
-fn log_end(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM observations", [], |r| {
-            r.get(0)
-        })?,
-    )
 }

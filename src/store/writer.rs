@@ -457,12 +457,7 @@ fn insert_readings(
                 continue; // the same series and time again in this batch
             }
             previous = Some(o.key.id);
-            packed::encode(
-                &mut blob,
-                o.key.id,
-                o.reading.value,
-                status_code(o.reading.status),
-            );
+            o.pack(&mut blob);
             received = received.max(o.received);
             inserted[o.flat] = true;
             count += 1;
@@ -486,6 +481,18 @@ struct Ordered<'a> {
     flat: usize,
     received: i64,
     reading: &'a Reading,
+}
+
+impl Ordered<'_> {
+    /// Append this reading to a log row's blob.
+    fn pack(&self, blob: &mut Vec<u8>) {
+        packed::encode(
+            blob,
+            self.key.id,
+            self.reading.value,
+            status_code(self.reading.status),
+        );
+    }
 }
 
 /// The device already has a row at this time (a redelivery, or more of its readings at a time
@@ -520,12 +527,7 @@ fn add_to_row(
             inserted[o.flat] = false;
             continue;
         }
-        packed::encode(
-            &mut blob,
-            o.key.id,
-            o.reading.value,
-            status_code(o.reading.status),
-        );
+        o.pack(&mut blob);
         added += 1;
     }
     if added > 0 {
