@@ -3,18 +3,23 @@
 //!
 //! Three tasks per feed, so that no task awaits something only another of them can unblock:
 //! - the *poll task* owns the `EventLoop` and only polls it and forwards publishes into the
-//!   feed's bounded queue. When that queue is full it stops polling, so the socket stops being
-//!   read and the broker keeps the backlog.
+//!   feed's bounded queue (it never awaits an ack). When that queue is full it stops polling,
+//!   so the socket stops being read and the broker keeps the backlog.
 //! - the *ack task* receives ack tokens from the store writer (after commit, in receive order)
-//!   and sends them with `client.ack().await`. Tokens from an earlier connection are dropped: the
-//!   broker redelivers those messages anyway and stale packet ids make some brokers disconnect.
+//!   and hands them to the connection through the [`Outbox`]. Tokens of a connection that
+//!   failed are dropped from the moment it failed: the broker redelivers those messages anyway
+//!   and stale packet ids make some brokers disconnect.
 //! - the pipeline (elsewhere) sits between them.
+//!
+//! Acks are written in batches. rumqttc writes and flushes every ack sent through its client
+//! on its own: one `writev` and one TCP segment per message. So only the first ack of a batch
+//! (the *herald*) goes through the client, which wakes an idle event loop. The rest wait in the
+//! outbox, and the poll task writes them with one flush when the event loop reports the herald
+//! written: the PUBACKs leave in the order the messages arrived, as MQTT requires. (MQTT 5
+//! connections send every ack through the client: rumqttc does not expose their socket.)
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -73,7 +78,7 @@ pub fn connect(
     cancel: CancellationToken,
 ) -> Result<MqttConnection, SourceError> {
     let (client, eventloop) = client(feed)?;
-    let epoch = Arc::new(AtomicU64::new(0));
+    let outbox = Arc::new(Mutex::new(Outbox::new(eventloop.writes_acks())));
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
 
     let poll = PollTask {
@@ -82,13 +87,14 @@ pub fn connect(
         client: client.clone(),
         eventloop,
         out,
-        epoch: Arc::clone(&epoch),
+        epoch: 0,
+        outbox: Arc::clone(&outbox),
         stats: Arc::clone(&stats),
         cancel,
         reconnect_max: feed.reconnect_max,
     };
     let poll_task = tokio::spawn(poll.run());
-    let ack_task = tokio::spawn(ack_loop(client, ack_rx, epoch, stats));
+    let ack_task = tokio::spawn(ack_loop(client, ack_rx, outbox, stats));
     Ok(MqttConnection {
         acks: ack_tx,
         poll_task,
@@ -179,7 +185,9 @@ struct PollTask {
     eventloop: EventLoop,
     /// Dropped when intake stops: the feed's pipeline then drains and ends.
     out: mpsc::Sender<Delivery>,
-    epoch: Arc<AtomicU64>,
+    /// Counts connections; tokens carry the epoch they were received in.
+    epoch: u64,
+    outbox: Arc<Mutex<Outbox>>,
     stats: Arc<FeedStats>,
     cancel: CancellationToken,
     reconnect_max: Duration,
@@ -220,28 +228,50 @@ impl PollTask {
                         );
                     }
                 }
+                Ok(Polled::AckSent(pkid)) => {
+                    let queued = self.outbox.lock().expect("outbox lock").herald_sent(pkid);
+                    if !queued.is_empty()
+                        && let Err(message) = self.eventloop.write_acks(&queued).await
+                        && !self.failed(message, intake_open, &mut backoff).await
+                    {
+                        break;
+                    }
+                }
                 Ok(Polled::Disconnected) => {
                     info!(feed = %self.feed, "Disconnected from broker.");
                     break;
                 }
                 Ok(Polled::Other) => {}
                 Err(message) => {
-                    self.stats.set_connected(false);
-                    if !intake_open {
-                        debug!(feed = %self.feed, error = %message, "Connection ended during shutdown.");
+                    if !self.failed(message, intake_open, &mut backoff).await {
                         break;
                     }
-                    warn!(feed = %self.feed, error = %message, retry_in = ?backoff, "MQTT connection failed; reconnecting.");
-                    self.stats.set_error(Timestamp::now(), message);
-                    tokio::select! {
-                        _ = tokio::time::sleep(jitter(backoff)) => {}
-                        _ = self.cancel.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(self.reconnect_max);
                 }
             }
         }
         self.stats.set_connected(false);
+    }
+
+    /// The connection failed: wait before the next poll reconnects. False during shutdown (stop
+    /// polling instead).
+    async fn failed(&mut self, message: String, intake_open: bool, backoff: &mut Duration) -> bool {
+        self.stats.set_connected(false);
+        // Acks of the failed connection are stale from now on, and so are its packets not yet
+        // polled.
+        self.outbox.lock().expect("outbox lock").disconnected();
+        self.eventloop.forget_connection();
+        if !intake_open {
+            debug!(feed = %self.feed, error = %message, "Connection ended during shutdown.");
+            return false;
+        }
+        warn!(feed = %self.feed, error = %message, retry_in = ?*backoff, "MQTT connection failed; reconnecting.");
+        self.stats.set_error(Timestamp::now(), message);
+        tokio::select! {
+            _ = tokio::time::sleep(jitter(*backoff)) => {}
+            _ = self.cancel.cancelled() => {}
+        }
+        *backoff = (*backoff * 2).min(self.reconnect_max);
+        true
     }
 
     /// Returns false when the pipeline is gone (shutdown).
@@ -262,7 +292,7 @@ impl PollTask {
             dup,
         };
         let ack = AckToken {
-            epoch: self.epoch.load(Ordering::Acquire),
+            epoch: self.epoch,
             packet,
         };
         tokio::select! {
@@ -273,7 +303,10 @@ impl PollTask {
     }
 
     fn connected(&mut self, session_present: bool) {
-        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.epoch += 1;
+        let epoch = self.epoch;
+        // Acks owed on the previous connection are dropped with it.
+        self.outbox.lock().expect("outbox lock").connected(epoch);
         self.stats.set_connected(true);
         info!(feed = %self.feed, session_present, epoch, "Connected to broker.");
         if session_present {
@@ -294,22 +327,109 @@ impl PollTask {
     }
 }
 
+/// Acks owed on the current connection, between the ack task and the poll task.
+#[derive(Debug)]
+struct Outbox {
+    /// The connection the acks are owed on; `None` from a failure until the next CONNACK, when
+    /// every token is stale.
+    epoch: Option<u64>,
+    /// Whether the poll task writes acks itself (`EventLoop::write_acks`).
+    batches: bool,
+    /// Packet id of the ack sent through the client and not yet reported written.
+    herald: Option<u16>,
+    /// Packet ids waiting behind the herald, in receive order.
+    queued: Vec<u16>,
+}
+
+impl Outbox {
+    fn new(batches: bool) -> Outbox {
+        Outbox {
+            epoch: None,
+            batches,
+            herald: None,
+            queued: Vec::new(),
+        }
+    }
+
+    /// A new connection: whatever was owed on the last one is void.
+    fn connected(&mut self, epoch: u64) {
+        self.epoch = Some(epoch);
+        self.herald = None;
+        self.queued.clear();
+    }
+
+    /// The connection failed: no ack may go out until the next one is up.
+    fn disconnected(&mut self) {
+        self.epoch = None;
+        self.herald = None;
+        self.queued.clear();
+    }
+
+    /// Take committed tokens. Acks go to the client's request channel while the lock is held, so
+    /// that none can slip in after a failure was recorded; what does not fit goes to
+    /// `overflow`, to be sent (in order) once the lock is released.
+    fn take(
+        &mut self,
+        tokens: impl Iterator<Item = AckToken>,
+        client: &Client,
+        overflow: &mut Vec<PacketRef>,
+        stats: &FeedStats,
+    ) {
+        for token in tokens {
+            if Some(token.epoch) != self.epoch {
+                stats.stale_ack_dropped();
+                continue;
+            }
+            if self.batches
+                && let Some(pkid) = token.packet.puback_id()
+            {
+                if self.herald.is_some() {
+                    self.queued.push(pkid);
+                    continue;
+                }
+                self.herald = Some(pkid);
+            }
+            // The herald of a batch, or (MQTT 5, not QoS 1) every ack.
+            if !overflow.is_empty() || !client.try_ack(&token.packet) {
+                overflow.push(token.packet);
+            }
+        }
+    }
+
+    /// The event loop wrote the ack `pkid`; if it was the herald, what queued behind it is due.
+    fn herald_sent(&mut self, pkid: u16) -> Vec<u16> {
+        if self.herald != Some(pkid) {
+            return Vec::new();
+        }
+        self.herald = None;
+        std::mem::take(&mut self.queued)
+    }
+}
+
+/// Most tokens taken from the commit thread at a time.
+const ACK_BATCH: usize = 4096;
+
 async fn ack_loop(
     client: Client,
     mut tokens: mpsc::UnboundedReceiver<AckToken>,
-    epoch: Arc<AtomicU64>,
+    outbox: Arc<Mutex<Outbox>>,
     stats: Arc<FeedStats>,
 ) {
-    while let Some(token) = tokens.recv().await {
-        if token.epoch != epoch.load(Ordering::Acquire) {
-            stats.stale_ack_dropped();
-            continue;
-        }
-        if !client.ack(&token.packet).await {
-            break; // event loop gone
+    let mut batch = Vec::with_capacity(ACK_BATCH);
+    let mut overflow = Vec::new();
+    'tokens: while tokens.recv_many(&mut batch, ACK_BATCH).await > 0 {
+        outbox
+            .lock()
+            .expect("outbox lock")
+            .take(batch.drain(..), &client, &mut overflow, &stats);
+        for packet in overflow.drain(..) {
+            if !client.ack(&packet).await {
+                break 'tokens; // event loop gone
+            }
         }
     }
-    // Every ack owed has been handed to the event loop: leave cleanly.
+    // Every ack owed has been handed to the event loop or queued behind a herald it holds:
+    // leave cleanly (the disconnect request follows the herald).
     client.disconnect().await;
 }
 

@@ -1,6 +1,8 @@
 //! rumqttc's MQTT 3.1.1 and MQTT 5 clients behind one closed set of types, so the connection
 //! logic in `mqtt.rs` is written once.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::{QoS as QoS5, v5 as p5};
 
@@ -47,6 +49,8 @@ pub enum Polled {
     },
     /// Indices (into the subscribed filters) the broker refused.
     SubscriptionsRefused(Vec<usize>),
+    /// A PUBACK sent through the client's request channel was written (its packet id).
+    AckSent(u16),
     Disconnected,
     Other,
 }
@@ -76,6 +80,7 @@ impl EventLoop {
                             .iter()
                             .map(|c| matches!(c, SubscribeReasonCode::Failure)),
                     )),
+                    Event::Outgoing(Outgoing::PubAck(pkid)) => Polled::AckSent(pkid),
                     Event::Outgoing(Outgoing::Disconnect) => Polled::Disconnected,
                     _ => Polled::Other,
                 })
@@ -105,11 +110,64 @@ impl EventLoop {
                             .iter()
                             .map(|c| !matches!(c, p5::SubscribeReasonCode::Success(_))),
                     )),
+                    Event::Outgoing(Outgoing::PubAck(pkid)) => Polled::AckSent(pkid),
                     Event::Outgoing(Outgoing::Disconnect) => Polled::Disconnected,
                     _ => Polled::Other,
                 })
             }
         }
+    }
+
+    /// After a failure, forget what belongs to the dead connection: packets read from it that
+    /// `poll` has not returned yet (rumqttc would return them after the next CONNACK, as if they
+    /// had come on the new connection, where their packet ids mean nothing), and acks that raced
+    /// into the request channel after rumqttc emptied it of acks. The broker redelivers every
+    /// message they stand for.
+    pub fn forget_connection(&mut self) {
+        match self {
+            EventLoop::V4(e) => {
+                e.state.events.clear();
+                e.clean();
+            }
+            EventLoop::V5(e) => {
+                e.state.events.clear();
+                e.clean();
+            }
+        }
+    }
+
+    /// Whether `write_acks` can be used: rumqttc exposes the MQTT 3.1.1 connection only.
+    pub fn writes_acks(&self) -> bool {
+        matches!(self, EventLoop::V4(_))
+    }
+
+    /// Write PUBACKs for `pkids`, in order, with one flush, between two polls. rumqttc flushes
+    /// each ack sent through the client on its own (one `writev` and one TCP segment per
+    /// message); this is the batched path. On error the connection is dropped as `poll` drops
+    /// it, and the next poll reconnects.
+    pub async fn write_acks(&mut self, pkids: &[u16]) -> Result<(), String> {
+        let EventLoop::V4(e) = self else {
+            return Err("acks of an MQTT 5 connection go through the client".into());
+        };
+        let timeout = Duration::from_secs(e.network_options.connection_timeout());
+        let Some(network) = e.network.as_mut() else {
+            return Err("not connected".into());
+        };
+        let written = async move {
+            for &pkid in pkids {
+                network
+                    .write(rumqttc::Packet::PubAck(rumqttc::PubAck::new(pkid)))
+                    .await?;
+            }
+            network.flush().await
+        };
+        let result = match tokio::time::timeout(timeout, written).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out writing acks".to_owned(),
+        };
+        e.clean();
+        Err(result)
     }
 }
 
@@ -129,7 +187,28 @@ fn describe_v4(e: rumqttc::ConnectionError) -> String {
     }
 }
 
+impl PacketRef {
+    /// The packet id to answer with a PUBACK: QoS 1 only (QoS 0 needs no ack; QoS 2, never
+    /// granted on our QoS 1 subscriptions, is answered by the client with PUBREC).
+    pub fn puback_id(&self) -> Option<u16> {
+        match self {
+            PacketRef::V4(p) => (p.qos == rumqttc::QoS::AtLeastOnce).then_some(p.pkid),
+            PacketRef::V5(p) => (p.qos == QoS5::AtLeastOnce).then_some(p.pkid),
+        }
+    }
+}
+
 impl Client {
+    /// Hand the ack to the event loop without waiting; false when the request channel is full
+    /// (or the event loop is gone; `ack` then says so).
+    pub fn try_ack(&self, packet: &PacketRef) -> bool {
+        match (self, packet) {
+            (Client::V4(c), PacketRef::V4(p)) => c.try_ack(p).is_ok(),
+            (Client::V5(c), PacketRef::V5(p)) => c.try_ack(p).is_ok(),
+            _ => false,
+        }
+    }
+
     /// Send the ack; false when the event loop is gone.
     pub async fn ack(&self, packet: &PacketRef) -> bool {
         match (self, packet) {

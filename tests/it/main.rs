@@ -9,3 +9,4 @@ mod delivery;
 mod influx;
 mod ingest;
 mod ops_page;
+mod tap;
