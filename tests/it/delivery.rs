@@ -11,6 +11,7 @@ use crate::common::{
     Aggregator, Mosquitto, TestApp, free_port, process_config, publish_all, test_config, wait_for,
 };
 use crate::tap::MqttTap;
+use ioc_aggregator::config::MqttProtocol;
 
 const TN: usize = 0;
 const SC: usize = 1;
@@ -240,17 +241,26 @@ async fn sigkill_mid_burst_then_restart_loses_nothing_and_stores_nothing_twice()
 /// acked and every message ends stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_leave_in_receive_order_on_their_own_connection_through_a_cut() {
+    acks_through_a_cut(MqttProtocol::V4).await;
+}
+
+/// The same over MQTT 5, whose acks go one by one through rumqttc's client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_acks_leave_in_receive_order_on_their_own_connection_through_a_cut() {
+    acks_through_a_cut(MqttProtocol::V5).await;
+}
+
+async fn acks_through_a_cut(protocol: MqttProtocol) {
     let Some(mosquitto) = Mosquitto::start() else {
         return;
     };
-    let tap = MqttTap::start(mosquitto.port).await;
+    let tap = MqttTap::start(mosquitto.port, protocol).await;
     let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::start(
-        test_config(dir.path(), tap.port, false),
-        mosquitto.port,
-        None,
-    )
-    .await;
+    let mut config = test_config(dir.path(), tap.port, false);
+    for feed in &mut config.feeds {
+        feed.protocol = protocol;
+    }
+    let app = TestApp::start(config, mosquitto.port, None).await;
     let per_feed = 5_000;
     let base = Timestamp::now() - 3.hours();
     let publisher = tokio::spawn(publish_all(mosquitto.port, burst(per_feed, base)));
@@ -387,7 +397,7 @@ async fn an_mqtt5_feed_keeps_its_session_while_the_aggregator_is_away() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), mosquitto.port, false);
     for feed in &mut config.feeds {
-        feed.protocol = ioc_aggregator::config::MqttProtocol::V5;
+        feed.protocol = MqttProtocol::V5;
     }
     let base = Timestamp::now() - 2.hours();
     let app = TestApp::start(config.clone(), mosquitto.port, None).await;

@@ -1,12 +1,13 @@
-//! A transparent TCP proxy in front of a real broker. It decodes the MQTT 3.1.1 packets passing
-//! through (with rumqttc's codec), records per connection the QoS 1 publishes the broker sent
+//! A transparent TCP proxy in front of a real broker. It decodes the MQTT 3.1.1 or 5 packets
+//! passing through (with rumqttc's codecs), records per connection the QoS 1 publishes the broker sent
 //! and the acks the client answered with, and can cut every connection: what the delivery
 //! tests use to see acks on the wire and to make a connection fail mid-stream.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
-use rumqttc::{Packet, QoS};
+use ioc_aggregator::config::MqttProtocol;
+use rumqttc::v5::mqttbytes::{QoS as QoS5, v5 as p5};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -31,8 +32,9 @@ pub struct MqttTap {
 }
 
 impl MqttTap {
-    /// Listen on a free loopback port and forward every connection to `broker_port`.
-    pub async fn start(broker_port: u16) -> MqttTap {
+    /// Listen on a free loopback port and forward every connection to `broker_port`; the
+    /// clients speak `protocol`.
+    pub async fn start(broker_port: u16, protocol: MqttProtocol) -> MqttTap {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let wires = Arc::new(Mutex::new(Vec::new()));
@@ -57,7 +59,7 @@ impl MqttTap {
                     wires.len() - 1
                 };
                 let cut = c.lock().unwrap().child_token();
-                tokio::spawn(relay(client, broker, index, Arc::clone(&w), cut));
+                tokio::spawn(relay(client, broker, index, Arc::clone(&w), cut, protocol));
             }
         });
         MqttTap {
@@ -103,17 +105,12 @@ async fn relay(
     index: usize,
     wires: Arc<Mutex<Vec<Wire>>>,
     cut: CancellationToken,
+    protocol: MqttProtocol,
 ) {
     let (client_rx, client_tx) = client.into_split();
     let (broker_rx, broker_tx) = broker.into_split();
-    let up = pump(
-        client_rx,
-        broker_tx,
-        index,
-        Arc::clone(&wires),
-        Direction::Up,
-    );
-    let down = pump(broker_rx, client_tx, index, wires, Direction::Down);
+    let up = pump(client_rx, broker_tx, index, Arc::clone(&wires), protocol);
+    let down = pump(broker_rx, client_tx, index, wires, protocol);
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
         _ = cut.cancelled() => {}
@@ -121,20 +118,40 @@ async fn relay(
     // Dropping both halves of both sockets closes them.
 }
 
-#[derive(Clone, Copy)]
-enum Direction {
-    /// Client to broker.
-    Up,
-    /// Broker to client.
-    Down,
+/// The packets the tests look at.
+enum Seen {
+    /// A QoS 1 publish (its packet id).
+    Publish(u16),
+    PubAck(u16),
+    Other,
 }
 
+/// The next whole packet in `pending`, if there is one.
+fn next_packet(pending: &mut BytesMut, protocol: MqttProtocol) -> Option<Seen> {
+    const MAX: usize = 16 << 20;
+    Some(match protocol {
+        MqttProtocol::V4 => match rumqttc::Packet::read(pending, MAX).ok()? {
+            rumqttc::Packet::Publish(p) if p.qos == rumqttc::QoS::AtLeastOnce => {
+                Seen::Publish(p.pkid)
+            }
+            rumqttc::Packet::PubAck(a) => Seen::PubAck(a.pkid),
+            _ => Seen::Other,
+        },
+        MqttProtocol::V5 => match p5::Packet::read(pending, Some(MAX as u32)).ok()? {
+            p5::Packet::Publish(p) if p.qos == QoS5::AtLeastOnce => Seen::Publish(p.pkid),
+            p5::Packet::PubAck(a) => Seen::PubAck(a.pkid),
+            _ => Seen::Other,
+        },
+    })
+}
+
+/// Forward one direction, recording publishes (broker to client) and acks (client to broker).
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     index: usize,
     wires: Arc<Mutex<Vec<Wire>>>,
-    direction: Direction,
+    protocol: MqttProtocol,
 ) {
     let mut chunk = vec![0u8; 64 * 1024];
     let mut pending = BytesMut::new();
@@ -148,13 +165,11 @@ async fn pump(
         {
             let mut wires = wires.lock().unwrap();
             let wire = &mut wires[index];
-            while let Ok(packet) = Packet::read(&mut pending, 16 << 20) {
-                match (direction, packet) {
-                    (Direction::Down, Packet::Publish(p)) if p.qos == QoS::AtLeastOnce => {
-                        wire.published.push(p.pkid);
-                    }
-                    (Direction::Up, Packet::PubAck(a)) => wire.acked.push(a.pkid),
-                    _ => {}
+            while let Some(seen) = next_packet(&mut pending, protocol) {
+                match seen {
+                    Seen::Publish(pkid) => wire.published.push(pkid),
+                    Seen::PubAck(pkid) => wire.acked.push(pkid),
+                    Seen::Other => {}
                 }
             }
         }
