@@ -187,14 +187,15 @@ pub async fn publish(broker: &str, plan: PublishPlan) -> anyhow::Result<serde_js
             let ahead = sent.saturating_sub(consumed.load(Ordering::Acquire));
             quota = quota.min(plan.window.saturating_sub(ahead));
         }
-        quota = quota.min(connection.room());
+        let room = connection.room();
+        quota = quota.min(room);
         if quota == 0 {
             // Nothing may go now. With the in-flight window full (or a connection to make)
             // only the broker's acks move things on: read them. Otherwise wait a little for
             // the rate or the consumer, without blocking on acks: the acks can wait in the
             // socket, and with nothing flowing from us Mosquitto's small PUBACK writes would
             // sit behind Nagle's algorithm until our delayed ACK (tens of ms).
-            if connection.room() == 0 {
+            if room == 0 {
                 connection.read_acks().await;
             } else {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -306,21 +307,9 @@ impl Publisher {
             let request = Request::Publish(Publish::new(topic, QoS::AtLeastOnce, payload));
             packets.extend(e.state.handle_outgoing_packet(request)?);
         }
-        let Some(network) = e.network.as_mut() else {
-            e.clean();
-            anyhow::bail!("not connected");
-        };
-        let written = async move {
-            for packet in packets {
-                network.write(packet).await?;
-            }
-            network.flush().await
-        };
-        if let Err(error) = written.await {
-            e.clean();
-            return Err(error.into());
-        }
-        Ok(())
+        crate::source::write_between_polls(e, packets)
+            .await
+            .map_err(anyhow::Error::msg)
     }
 
     /// Poll once (a read of whatever the broker sent, a connect, or a resend), then what that

@@ -4,3 +4,4 @@ pub mod mqtt;
 mod protocol;
 
 pub use mqtt::{AckToken, Delivery, MqttConnection, SourceError, connect};
+pub use protocol::write_between_polls;

@@ -143,32 +143,46 @@ impl EventLoop {
 
     /// Write PUBACKs for `pkids`, in order, with one flush, between two polls. rumqttc flushes
     /// each ack sent through the client on its own (one `writev` and one TCP segment per
-    /// message); this is the batched path. On error the connection is dropped as `poll` drops
-    /// it, and the next poll reconnects.
+    /// message); this is the batched path.
     pub async fn write_acks(&mut self, pkids: &[u16]) -> Result<(), String> {
         let EventLoop::V4(e) = self else {
             return Err("acks of an MQTT 5 connection go through the client".into());
         };
-        let timeout = Duration::from_secs(e.network_options.connection_timeout());
-        let Some(network) = e.network.as_mut() else {
-            return Err("not connected".into());
-        };
-        let written = async move {
-            for &pkid in pkids {
-                network
-                    .write(rumqttc::Packet::PubAck(rumqttc::PubAck::new(pkid)))
-                    .await?;
-            }
-            network.flush().await
-        };
-        let result = match tokio::time::timeout(timeout, written).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => "timed out writing acks".to_owned(),
-        };
-        e.clean();
-        Err(result)
+        let acks = pkids
+            .iter()
+            .map(|&pkid| rumqttc::Packet::PubAck(rumqttc::PubAck::new(pkid)))
+            .collect();
+        write_between_polls(e, acks).await
     }
+}
+
+/// Write `packets` to an MQTT 3.1.1 event loop's connection between two polls, with one flush
+/// and rumqttc's own flush timeout. rumqttc has no way to batch what goes through its client;
+/// this is the batched path (our acks, the load generator's publishes). On failure the
+/// connection is dropped as `poll` drops it (`clean`): the next poll reconnects, and rumqttc
+/// resends the publishes its state holds.
+pub async fn write_between_polls(
+    e: &mut rumqttc::EventLoop,
+    packets: Vec<rumqttc::Packet>,
+) -> Result<(), String> {
+    let timeout = Duration::from_secs(e.network_options.connection_timeout());
+    let Some(network) = e.network.as_mut() else {
+        e.clean();
+        return Err("not connected".into());
+    };
+    let written = async move {
+        for packet in packets {
+            network.write(packet).await?;
+        }
+        network.flush().await
+    };
+    let result = match tokio::time::timeout(timeout, written).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "timed out writing to the broker".to_owned(),
+    };
+    e.clean();
+    Err(result)
 }
 
 fn refused(failed: impl Iterator<Item = bool>) -> Vec<usize> {
