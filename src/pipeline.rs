@@ -241,6 +241,11 @@ pub fn run_commits(
             let _ = link.acks.send(ack);
         }
         on_commit(envelopes, &outcomes);
+        match writer.merge_recent_if_due() {
+            Ok(0) => {}
+            Ok(rows) => trace!(rows, "Moved the recent log rows."),
+            Err(e) => warn!(error = %e, "Moving the recent log rows failed; will retry."),
+        }
         if let Err(e) = writer.restart_wal_if_asked() {
             warn!(error = %e, "Starting the WAL over failed; will retry.");
         }

@@ -135,15 +135,17 @@ impl Live {
         let mut replayed_series = HashSet::default();
         let mut replayed_devices = HashSet::default();
         {
-            let mut stmt = tx.prepare(
-                "SELECT s.device_id, o.observed_at, o.received_at, o.readings
-                 FROM observations o JOIN series s ON s.id = o.device_key
-                 WHERE o.id > ?1 ORDER BY o.id",
-            )?;
+            let mut stmt = tx.prepare(super::log_query(&format!(
+                "{} ORDER BY 1",
+                super::over_log(
+                    "SELECT o.id, s.device_id, o.observed_at, o.received_at, o.readings
+                     FROM {log} o JOIN series s ON s.id = o.device_key WHERE o.id > ?1"
+                )
+            )))?;
             let mut rows = stmt.query([position])?;
             while let Some(row) = rows.next()? {
-                let device = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-                let (observed_at, received_at): (i64, i64) = (row.get(1)?, row.get(2)?);
+                let device = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                let (observed_at, received_at): (i64, i64) = (row.get(2)?, row.get(3)?);
                 if !replayed_devices.contains(device) {
                     replayed_devices.insert(device.to_owned());
                 }
@@ -154,7 +156,7 @@ impl Live {
                 };
                 let mut latest = Vec::new();
                 for r in
-                    super::packed::decode(row.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?)
+                    super::packed::decode(row.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?)
                 {
                     let (id, value, status) = r?;
                     let l = Latest {

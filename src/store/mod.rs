@@ -297,14 +297,16 @@ fn load_hourly(
     let pollutants = crate::aqi::Pollutant::ALL
         .map(|p| format!("'{}'", p.metric()))
         .join(", ");
-    let mut stmt = conn.prepare(&format!(
-        "SELECT s.device_id, s.metric, (o.observed_at / {HOUR_MS}) * {HOUR_MS},
-                SUM(reading_value(o.readings, s.id)), COUNT(*)
-         FROM series s CROSS JOIN observations o ON o.device_key = s.device_key
+    let samples = over_log(&format!(
+        "SELECT s.id AS sid, s.device_id, s.metric, (o.observed_at / {HOUR_MS}) * {HOUR_MS} AS hour,
+                reading_value(o.readings, s.id) AS v
+         FROM series s JOIN {{log}} o ON o.device_key = s.device_key
          WHERE s.metric IN ({pollutants}) AND o.observed_at >= ?1
-           AND reading_status(o.readings, s.id) = 0
-         GROUP BY s.id, 3"
-    ))?;
+           AND reading_status(o.readings, s.id) = 0"
+    ));
+    let mut stmt = conn.prepare(log_query(&format!(
+        "SELECT device_id, metric, hour, SUM(v), COUNT(*) FROM ({samples}) GROUP BY sid, hour"
+    )))?;
     let mut rows = stmt.query([from])?;
     while let Some(row) = rows.next()? {
         let metric: String = row.get(1)?;
@@ -469,17 +471,43 @@ fn open_connection(
     Ok(conn)
 }
 
+/// The log is two tables (see the schema). SQLite flattens the view `log_rows` into a simple
+/// query, but into a join or an aggregate it may not, and then it scans both tables: such
+/// queries run `arm` over each table instead, `{log}` standing for its name. Numbered
+/// parameters (`?1`) serve both arms; anonymous ones (`?`) must be bound twice.
+pub(crate) fn over_log(arm: &str) -> String {
+    format!(
+        "{} UNION ALL {}",
+        arm.replace("{log}", "observations"),
+        arm.replace("{log}", "observations_recent")
+    )
+}
+
+/// A query of the log, as prepared: tests check each one's plan (`queries_of_the_log_seek_in_both_of_its_tables`).
+pub(crate) fn log_query(sql: &str) -> &str {
+    #[cfg(test)]
+    tests::LOG_QUERIES.lock().unwrap().insert(sql.to_owned());
+    sql
+}
+
 /// The resolution of the rollups.
 pub(crate) const MINUTE_MS: i64 = 60_000;
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// The log's last position: its newest row's id (0 when empty).
 fn log_end(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM observations", [], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(last_log_row(conn)?.map_or(0, |(id, _)| id))
+}
+
+/// The log's newest row: its position and `log_readings` (the readings logged up to it).
+fn last_log_row(conn: &Connection) -> Result<Option<(i64, i64)>, StoreError> {
+    use rusqlite::OptionalExtension;
+    let sql = over_log("SELECT id, log_readings FROM {log} WHERE id = (SELECT MAX(id) FROM {log})")
+        + " ORDER BY 1 DESC LIMIT 1";
+    Ok(conn
+        .prepare_cached(log_query(&sql))?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
 pub(crate) fn status_code(s: Status) -> i64 {

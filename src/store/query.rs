@@ -214,14 +214,16 @@ impl Store {
     ) -> Result<Vec<Point>, StoreError> {
         let (device_id, metric) = (device_id.to_owned(), metric.to_owned());
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT o.observed_at, reading_value(o.readings, s.id) AS v,
-                        reading_status(o.readings, s.id)
-                 FROM series s JOIN observations o ON o.device_key = s.device_key
-                 WHERE s.device_id = ?1 AND s.metric = ?2 AND o.observed_at >= ?3
-                   AND o.observed_at < ?4 AND v IS NOT NULL
-                 ORDER BY o.observed_at LIMIT ?5",
-            )?;
+            let mut stmt = conn.prepare_cached(super::log_query(&format!(
+                "{} ORDER BY 1 LIMIT ?5",
+                super::over_log(
+                    "SELECT o.observed_at, reading_value(o.readings, s.id) AS v,
+                            reading_status(o.readings, s.id)
+                     FROM series s JOIN {log} o ON o.device_key = s.device_key
+                     WHERE s.device_id = ?1 AND s.metric = ?2 AND o.observed_at >= ?3
+                       AND o.observed_at < ?4 AND v IS NOT NULL"
+                )
+            )))?;
             let rows = stmt.query_map(
                 rusqlite::params![
                     device_id,
@@ -260,15 +262,17 @@ impl Store {
         let device_id = device_id.to_owned();
         let metrics: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT (o.observed_at / 3600000) * 3600000 AS hour,
-                        AVG(reading_value(o.readings, s.id)), COUNT(*)
-                 FROM series s JOIN observations o ON o.device_key = s.device_key
-                 WHERE s.device_id = ?1 AND s.metric = ?2
-                   AND o.observed_at >= ?3 AND o.observed_at < ?4
-                   AND reading_status(o.readings, s.id) = 0
-                 GROUP BY hour ORDER BY hour",
-            )?;
+            let mut stmt = conn.prepare_cached(super::log_query(&format!(
+                "SELECT hour, AVG(v), COUNT(*) FROM ({}) GROUP BY hour ORDER BY hour",
+                super::over_log(
+                    "SELECT (o.observed_at / 3600000) * 3600000 AS hour,
+                            reading_value(o.readings, s.id) AS v
+                     FROM series s JOIN {log} o ON o.device_key = s.device_key
+                     WHERE s.device_id = ?1 AND s.metric = ?2
+                       AND o.observed_at >= ?3 AND o.observed_at < ?4
+                       AND reading_status(o.readings, s.id) = 0"
+                )
+            )))?;
             let mut out = Vec::new();
             for metric in &metrics {
                 let rows = stmt.query_map(
@@ -447,10 +451,10 @@ impl Store {
     /// reach `limit` readings.
     pub async fn read_log(&self, after_id: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         self.read(move |conn| {
-            let mut rows = conn.prepare_cached(
-                "SELECT id, observed_at, readings FROM observations
+            let mut rows = conn.prepare_cached(super::log_query(
+                "SELECT id, observed_at, readings FROM log_rows
                  WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
+            ))?;
             let mut series = conn.prepare_cached(
                 "SELECT s.city, s.feed, s.device_id, s.domain, s.metric, s.unit, d.ward
                  FROM series s LEFT JOIN devices d ON d.device_id = s.device_id
@@ -518,16 +522,17 @@ impl Store {
     pub async fn readings_after(&self, after_id: i64) -> Result<i64, StoreError> {
         self.read(move |conn| {
             use rusqlite::OptionalExtension;
-            Ok(conn
-                .query_row(
-                    "SELECT (SELECT log_readings FROM observations ORDER BY id DESC LIMIT 1)
-                            - (log_readings - reading_count(readings))
-                     FROM observations WHERE id > ?1 ORDER BY id LIMIT 1",
-                    [after_id],
-                    |r| r.get::<_, i64>(0),
-                )
+            let sql = super::over_log(
+                "SELECT id, log_readings - reading_count(readings) FROM {log} WHERE id > ?1",
+            ) + " ORDER BY 1 LIMIT 1";
+            let Some(before_next) = conn
+                .query_row(super::log_query(&sql), [after_id], |r| r.get::<_, i64>(1))
                 .optional()?
-                .unwrap_or(0))
+            else {
+                return Ok(0);
+            };
+            let last = super::last_log_row(conn)?.map_or(0, |(_, logged)| logged);
+            Ok(last - before_next)
         })
         .await
     }
@@ -536,12 +541,10 @@ impl Store {
     pub async fn received_after(&self, after_id: i64) -> Result<Option<Timestamp>, StoreError> {
         self.read(move |conn| {
             use rusqlite::OptionalExtension;
+            let sql = super::over_log("SELECT id, received_at FROM {log} WHERE id > ?1")
+                + " ORDER BY 1 LIMIT 1";
             Ok(conn
-                .query_row(
-                    "SELECT received_at FROM observations WHERE id > ?1 ORDER BY id LIMIT 1",
-                    [after_id],
-                    |r| r.get::<_, i64>(0),
-                )
+                .query_row(super::log_query(&sql), [after_id], |r| r.get::<_, i64>(1))
                 .optional()?
                 .map(ts))
         })
@@ -567,7 +570,7 @@ impl Store {
         self.read(|conn| {
             Ok(StoreStats {
                 readings: conn.query_row(
-                    "SELECT COALESCE(SUM(reading_count(readings)), 0) FROM observations",
+                    "SELECT COALESCE(SUM(reading_count(readings)), 0) FROM log_rows",
                     [],
                     |r| r.get(0),
                 )?,
@@ -793,14 +796,16 @@ pub(super) fn aggregates_from_readings(
         ("NULL", bucket.clone())
     };
     // The series' value in each of its device's rows; NULL in rows without it.
+    let values = super::over_log(&format!(
+        "SELECT o.observed_at, s.device_id, reading_value(o.readings, s.id) AS v
+         FROM series s JOIN {{log}} o ON o.device_key = s.device_key {}",
+        w.sql()
+    ));
     let sql = format!(
         "SELECT {bucket} AS b, {group_col}, COUNT(*), AVG(v), MIN(v), MAX(v), SUM(v)
-         FROM (SELECT o.observed_at, s.device_id, reading_value(o.readings, s.id) AS v
-               FROM series s JOIN observations o ON o.device_key = s.device_key {})
-         WHERE v IS NOT NULL GROUP BY {group_by} ORDER BY b, 2",
-        w.sql()
+         FROM ({values}) WHERE v IS NOT NULL GROUP BY {group_by} ORDER BY b, 2"
     );
-    buckets(conn, &sql, &w, every)
+    buckets(conn, super::log_query(&sql), &w, every)
 }
 
 /// The metric, city and domain of an aggregates query, on columns named `{prefix}metric`, ….

@@ -6,6 +6,10 @@ use jiff::{Timestamp, ToSpan};
 use super::*;
 use crate::model::{City, Domain, FeedId, Location, Reading, Rejection, Status};
 
+/// Every query of the log prepared by any test (`log_query`).
+pub(super) static LOG_QUERIES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 fn config(dir: &std::path::Path) -> StoreConfig {
     StoreConfig {
         path: dir.join("t.db"),
@@ -155,9 +159,7 @@ fn back_to_reading_rows(conn: &rusqlite::Connection, version: i64) {
     )
     .unwrap();
     let rows: Vec<(i64, i64, i64, Vec<u8>)> = conn
-        .prepare(
-            "SELECT device_key, observed_at, received_at, readings FROM observations ORDER BY id",
-        )
+        .prepare("SELECT device_key, observed_at, received_at, readings FROM log_rows ORDER BY id")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
@@ -175,7 +177,8 @@ fn back_to_reading_rows(conn: &rusqlite::Connection, version: i64) {
         }
     }
     conn.execute_batch(&format!(
-        "DROP TABLE observations; PRAGMA user_version = {version};"
+        "DROP VIEW log_rows; DROP TABLE observations; DROP TABLE observations_recent;
+         DROP INDEX series_device_key; PRAGMA user_version = {version};"
     ))
     .unwrap();
 }
@@ -616,16 +619,41 @@ async fn devices_learn_their_cadence_and_catalogue_wins_for_location() {
 /// the end of the log so that log readers see them; what the row held stays as it was.
 #[tokio::test]
 async fn later_readings_of_a_logged_time_join_its_row_and_reach_log_readers() {
+    later_readings_join_their_row(false).await;
+}
+
+/// The same with every row moved to `observations` after each commit (see the schema): a
+/// redelivery or a later reading meets its row in the other table, and the row comes back to
+/// the end of the log.
+#[tokio::test]
+async fn later_readings_join_their_row_after_it_moved() {
+    later_readings_join_their_row(true).await;
+}
+
+/// Commit, then move the recent rows when `moved`.
+fn commit_and_move(w: &mut StoreWriter, batch: &[Envelope], moved: bool) -> Vec<Outcome> {
+    let outcomes = w.commit(batch).unwrap();
+    if moved {
+        w.merge_every_rows(1);
+        w.merge_recent_if_due().unwrap();
+    }
+    outcomes
+}
+
+async fn later_readings_join_their_row(moved: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&config(dir.path()), &[]).unwrap();
     let mut w = store.writer().unwrap();
     let stored = |n| Outcome::Stored { inserted: n };
     assert_eq!(
-        w.commit(&[
-            env(vec![reading("A", "pm25", t0(), 1.0)]),
-            env(vec![reading("B", "pm25", t0(), 2.0)]),
-        ])
-        .unwrap(),
+        commit_and_move(
+            &mut w,
+            &[
+                env(vec![reading("A", "pm25", t0(), 1.0)]),
+                env(vec![reading("B", "pm25", t0(), 2.0)]),
+            ],
+            moved
+        ),
         vec![stored(1), stored(1)]
     );
     let cursor = store.stats().await.unwrap().max_log_id;
@@ -633,15 +661,17 @@ async fn later_readings_of_a_logged_time_join_its_row_and_reach_log_readers() {
     assert_eq!(store.readings_after(0).await.unwrap(), 2);
     assert_eq!(store.readings_after(cursor).await.unwrap(), 0);
     // In one batch: a redelivered reading with another value, a new one, and the new one again.
-    let outcomes = w
-        .commit(&[
+    let outcomes = commit_and_move(
+        &mut w,
+        &[
             env(vec![
                 reading("A", "pm25", t0(), 9.0),
                 reading("A", "pm10", t0(), 3.0),
             ]),
             env(vec![reading("A", "pm10", t0(), 4.0)]),
-        ])
-        .unwrap();
+        ],
+        moved,
+    );
     assert_eq!(outcomes, vec![stored(1), Outcome::Duplicate]);
     let after: Vec<(i64, String, f64)> = store
         .read_log(cursor, 100)
@@ -659,8 +689,15 @@ async fn later_readings_of_a_logged_time_join_its_row_and_reach_log_readers() {
     // A new writer (after a restart) carries on the running count.
     drop(w);
     let mut w = store.writer().unwrap();
-    w.commit(&[env(vec![reading("C", "pm25", t0(), 5.0)])])
-        .unwrap();
+    let again = [
+        env(vec![reading("C", "pm25", t0(), 5.0)]),
+        env(vec![reading("A", "pm10", t0(), 4.0)]),
+        env(vec![reading("B", "pm25", t0(), 2.0)]),
+    ];
+    assert_eq!(
+        commit_and_move(&mut w, &again, moved),
+        vec![stored(1), Outcome::Duplicate, Outcome::Duplicate]
+    );
     assert_eq!(store.readings_after(cursor).await.unwrap(), 3);
     let point = |metric| {
         let store = store.clone();
@@ -910,4 +947,73 @@ async fn current_aqi_from_memory_matches_the_readings() {
         serde_json::to_value(&got).unwrap(),
         serde_json::to_value(&expected).unwrap()
     );
+}
+
+/// The log is two tables behind a view (see the schema): every query of it must seek, in
+/// each table, by device, time or position, never scan either or sort all it read.
+#[tokio::test]
+async fn queries_of_the_log_seek_in_both_of_its_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    // Run every query of the log once (`log_query` records them), with rows in both tables.
+    let mut w = store.writer().unwrap();
+    w.commit(&[env(vec![reading("A", "pm25", t0(), 30.0)])])
+        .unwrap();
+    w.merge_every_rows(1);
+    assert_eq!(w.merge_recent_if_due().unwrap(), 1);
+    w.commit(&[env(vec![reading("A", "pm25", t0() + 1.minutes(), 31.0)])])
+        .unwrap();
+    let (from, to) = (t0() - 1.hour(), t0() + 1.hour());
+    store.series("A", "pm25", from, to, 10).await.unwrap();
+    store.hourly_means("A", &["pm25"], from, to).await.unwrap();
+    let q = AggregateQuery {
+        metric: "pm25".into(),
+        city: None,
+        domain: None,
+        device_id: Some("A".into()),
+        from,
+        to,
+        every_ms: 60_000,
+        group_by_device: false,
+    };
+    assert_eq!(store.aggregates(&q).await.unwrap().len(), 2);
+    assert_eq!(store.read_log(0, 10).await.unwrap().len(), 2);
+    assert_eq!(store.readings_after(0).await.unwrap(), 2);
+    assert!(store.received_after(0).await.unwrap().is_some());
+    assert_eq!(store.stats().await.unwrap().max_log_id, 2);
+    drop((w, store));
+    let store = Store::open(&config(dir.path()), &[]).unwrap(); // replays the log
+    drop(store);
+
+    let conn = open_connection(&dir.path().join("t.db"), Synchronous::Normal, true).unwrap();
+    let mut checked = 0;
+    let mut check = |sql: &str| {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        // A search of the log: by its table's name, index or alias (`o`).
+        let searches = plan
+            .iter()
+            .filter(|l| l.starts_with("SEARCH o ") || l.starts_with("SEARCH observations"));
+        assert!(
+            searches.count() >= 2,
+            "not a search of each table in\n{sql}\n{plan:#?}"
+        );
+        let scans = plan.iter().filter(|l| {
+            ["SCAN o", "SCAN observations", "SCAN log_rows", "AUTOMATIC"]
+                .iter()
+                .any(|bad| l.starts_with(bad) || l.contains("AUTOMATIC"))
+                || l.ends_with("log_rows")
+        });
+        assert_eq!(scans.count(), 0, "a scan of the log in\n{sql}\n{plan:#?}");
+        checked += 1;
+    };
+    for sql in LOG_QUERIES.lock().unwrap().iter() {
+        check(sql);
+    }
+    assert!(checked >= 8, "only {checked} log queries recorded");
 }

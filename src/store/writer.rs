@@ -1,8 +1,11 @@
 //! The write side: one transaction per batch of messages, then the caller acks them.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use foldhash::{HashMap, HashMapExt};
@@ -22,6 +25,14 @@ use crate::{
     config::{DeviceConfig, StoreConfig},
     model::{City, Domain, FeedId, Reading, Rejection, Status},
 };
+
+/// `observations_recent` is moved to `observations` once it holds this many rows (see the
+/// schema): a commit then dirties few of its index pages, and each move writes each device's
+/// leaf of `observations` once for several of its rows. Tens of thousands balance the two at
+/// 15,000 devices (BENCHMARKS.md, finding 23); a device's queries read the recent rows by time.
+const MERGE_ROWS: i64 = 50_000;
+/// … or this long after the last move, so that a slow feed's rows move too.
+const MERGE_EVERY: Duration = Duration::from_secs(60);
 
 /// One message as it reaches the store.
 #[derive(Debug, Clone)]
@@ -94,9 +105,19 @@ pub struct StoreWriter {
     /// Bumped after a commit that changed what the device listing reads from the tables
     /// (`query::Catalogue`): a device's row or a series.
     catalogue: Arc<AtomicU64>,
-    /// Readings logged so far (`observations.log_readings` of the last row); read from the
-    /// table when unknown.
+    /// Readings logged so far (`log_readings` of the last log row); read from the tables
+    /// when unknown.
     logged: Option<i64>,
+    /// The log position (`id`) of the next row; read from the tables when unknown.
+    next_id: Option<i64>,
+    /// Where a device's log rows may already hold a time; loaded when unknown.
+    horizon: Option<Horizon>,
+    /// Rows in `observations_recent`; counted when unknown.
+    recent_rows: Option<i64>,
+    /// When `observations_recent` was last moved to `observations`.
+    last_merge: Instant,
+    /// Move the recent rows once they are this many.
+    merge_rows: i64,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -148,6 +169,11 @@ impl StoreWriter {
             series: HashMap::new(),
             devices: HashMap::new(),
             logged: None,
+            next_id: None,
+            horizon: None,
+            recent_rows: None,
+            last_merge: Instant::now(),
+            merge_rows: MERGE_ROWS,
         })
     }
 
@@ -158,9 +184,17 @@ impl StoreWriter {
         if result.is_err() {
             self.series.clear();
             self.devices.clear();
-            self.logged = None;
+            self.forget_log_position();
         }
         result
+    }
+
+    /// Read the log's position from the tables at the next commit.
+    fn forget_log_position(&mut self) {
+        self.logged = None;
+        self.next_id = None;
+        self.horizon = None;
+        self.recent_rows = None;
     }
 
     fn commit_inner(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, StoreError> {
@@ -176,20 +210,26 @@ impl StoreWriter {
         let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
         let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
         let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::new();
-        let mut logged = match self.logged {
-            Some(n) => n,
-            None => tx.query_row(
-                "SELECT COALESCE(MAX(log_readings), 0) FROM observations",
-                [],
-                |r| r.get(0),
-            )?,
+        let mut log = match (
+            self.logged,
+            self.next_id,
+            self.horizon.take(),
+            self.recent_rows,
+        ) {
+            (Some(logged), Some(next_id), Some(horizon), Some(recent_rows)) => LogEnd {
+                logged,
+                next_id,
+                horizon,
+                recent_rows,
+            },
+            _ => LogEnd::load(&tx)?,
         };
         let mut catalogue_changed = false;
         let (sids, new) = insert_readings(
             &tx,
             &mut self.series,
             batch,
-            &mut logged,
+            &mut log,
             &mut catalogue_changed,
         )?;
         let mut flat = 0;
@@ -307,7 +347,10 @@ impl StoreWriter {
         write_counters(&tx, &feeds)?;
         write_rollups(&tx, &rollup)?;
         tx.commit()?;
-        self.logged = Some(logged);
+        self.logged = Some(log.logged);
+        self.next_id = Some(log.next_id);
+        self.horizon = Some(log.horizon);
+        self.recent_rows = Some(log.recent_rows);
         if catalogue_changed {
             self.catalogue.fetch_add(1, Ordering::Release);
         }
@@ -360,6 +403,46 @@ impl StoreWriter {
         Ok(false)
     }
 
+    /// Move the rows of `observations_recent` to `observations` (see the schema) once they
+    /// are `merge_rows`, or a minute after the last move: in one transaction, sorted by device,
+    /// so each device's index leaf is written once. Between commits, like the WAL restart.
+    /// How many rows it moved.
+    pub fn merge_recent_if_due(&mut self) -> Result<usize, StoreError> {
+        let rows = match self.recent_rows {
+            Some(n) => n,
+            None => {
+                let n =
+                    self.conn
+                        .query_row("SELECT COUNT(*) FROM observations_recent", [], |r| r.get(0))?;
+                self.recent_rows = Some(n);
+                n
+            }
+        };
+        let due = rows >= self.merge_rows || (rows > 0 && self.last_merge.elapsed() >= MERGE_EVERY);
+        if !due {
+            return Ok(0);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let moved = tx.execute(
+            "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
+             SELECT id, device_key, observed_at, received_at, readings, log_readings
+             FROM observations_recent ORDER BY device_key, observed_at",
+            [],
+        )?;
+        tx.execute("DELETE FROM observations_recent", [])?;
+        tx.commit()?;
+        self.recent_rows = Some(0);
+        self.last_merge = Instant::now();
+        Ok(moved)
+    }
+
+    #[cfg(test)]
+    pub(super) fn merge_every_rows(&mut self, rows: i64) {
+        self.merge_rows = rows;
+    }
+
     /// Delete readings and rejects past their retention, in bounded chunks so one call never
     /// holds the write lock for long.
     pub fn prune(&mut self, now: Timestamp) -> Result<PruneStats, StoreError> {
@@ -371,7 +454,11 @@ impl StoreWriter {
                   CROSS JOIN observations o
                   ON o.device_key = d.device_key AND o.observed_at < ?1 LIMIT ?2)",
             params![now_ms - self.retention_ms, CHUNK as i64],
+        )? + self.conn.execute(
+            "DELETE FROM observations_recent WHERE observed_at < ?1",
+            [now_ms - self.retention_ms],
         )?;
+        self.recent_rows = None;
         let rejects = self.conn.execute(
             "DELETE FROM rejects WHERE id IN
                (SELECT id FROM rejects WHERE received_at < ?1 LIMIT ?2)",
@@ -402,22 +489,20 @@ pub(super) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result
     Ok(())
 }
 
-/// Log every reading of a batch: one `observations` row per device and observation time, its
-/// readings packed (see `packed`), written in the order of the rows' unique key — by device,
-/// then time — rather than as they arrived: each index leaf is then fetched and changed once
-/// per commit. A commit dirties about one leaf per device it touches, far more than the
-/// writer's page cache holds; in arrival order SQLite spilled dirty leaves to the WAL
-/// mid-transaction and read them back for the device's next message.
+/// Log every reading of a batch: one log row per device and observation time, its readings
+/// packed (see `packed`), added to `observations_recent` in the order of the rows' key — by
+/// device, then time — rather than as they arrived, so a row that meets one already logged
+/// (see `add_to_row`) finds it once.
 ///
 /// Returns, per reading in batch order (messages, then readings), its series id and whether it
 /// was new. Of two readings of one series and time in a batch the earlier message's is the one
-/// stored, as in arrival order: `flat` orders them. `logged` counts the readings logged;
-/// `new_series` is set when a series row was written.
+/// stored, as in arrival order: `flat` orders them. `new_series` is set when a series row was
+/// written.
 fn insert_readings(
     tx: &rusqlite::Transaction<'_>,
     series: &mut SeriesCache,
     batch: &[Envelope],
-    logged: &mut i64,
+    log: &mut LogEnd,
     new_series: &mut bool,
 ) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
     let mut sids = Vec::new();
@@ -440,10 +525,6 @@ fn insert_readings(
     }
     order.sort_unstable_by_key(|o| (o.key.device_key, o.observed, o.key.id, o.flat));
     let mut inserted = vec![false; sids.len()];
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO observations (device_key, observed_at, received_at, readings, log_readings)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-    )?;
     let mut blob = Vec::with_capacity(128);
     for row in
         order.chunk_by(|a, b| (a.key.device_key, a.observed) == (b.key.device_key, b.observed))
@@ -463,14 +544,180 @@ fn insert_readings(
             count += 1;
         }
         let (device_key, observed) = (row[0].key.device_key, row[0].observed);
-        let total = *logged + count;
-        if insert.execute(params![device_key, observed, received, &blob, total])? == 1 {
-            *logged = total;
+        let held = if log.horizon.may_hold(tx, device_key, observed)? {
+            LogRow::find(tx, device_key, observed)?
         } else {
-            add_to_row(tx, row, received, &mut inserted, logged)?;
+            None
+        };
+        log.horizon.extend(device_key, observed);
+        match held {
+            None => log.append(tx, device_key, observed, received, &blob, count)?,
+            Some(held) => add_to_row(tx, row, received, held, &mut inserted, log)?,
         }
     }
     Ok((sids, inserted))
+}
+
+/// Where the log ends: what the next row appended to it takes.
+struct LogEnd {
+    /// Readings logged so far (`log_readings` of the last row).
+    logged: i64,
+    /// The next row's position.
+    next_id: i64,
+    horizon: Horizon,
+    /// Rows in `observations_recent`.
+    recent_rows: i64,
+}
+
+impl LogEnd {
+    fn load(tx: &rusqlite::Transaction<'_>) -> Result<LogEnd, StoreError> {
+        let (last_id, logged) = super::last_log_row(tx)?.unwrap_or((0, 0));
+        Ok(LogEnd {
+            logged,
+            next_id: last_id + 1,
+            horizon: Horizon::load(tx)?,
+            recent_rows: tx
+                .query_row("SELECT COUNT(*) FROM observations_recent", [], |r| r.get(0))?,
+        })
+    }
+
+    /// Add a row holding `count` readings at the end of the log.
+    fn append(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        device_key: i64,
+        observed: i64,
+        received: i64,
+        blob: &[u8],
+        count: i64,
+    ) -> Result<(), StoreError> {
+        let total = self.logged + count;
+        tx.prepare_cached(
+            "INSERT INTO observations_recent
+                 (id, device_key, observed_at, received_at, readings, log_readings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            self.next_id,
+            device_key,
+            observed,
+            received,
+            blob,
+            total
+        ])?;
+        self.logged = total;
+        self.next_id += 1;
+        self.recent_rows += 1;
+        Ok(())
+    }
+}
+
+/// Per device key, an upper bound of the observation times of its log rows: a row after it
+/// cannot exist yet, so appending it needs no lookup. Devices report forward in time, so
+/// almost every row is past its device's bound; only redeliveries and late readings look
+/// for the row they may join. The bound holds while rows move between the log's tables and
+/// are pruned, so it is only loaded again after a failed commit.
+struct Horizon {
+    bounds: HashMap<i64, i64>,
+    /// Per device key, its latest time in `observations_recent` when loaded (the table is
+    /// small and read at once; `observations` is read device by device).
+    recent: HashMap<i64, i64>,
+}
+
+impl Horizon {
+    fn load(tx: &rusqlite::Transaction<'_>) -> Result<Horizon, StoreError> {
+        let mut recent = HashMap::new();
+        let mut stmt = tx.prepare(
+            "SELECT device_key, MAX(observed_at) FROM observations_recent GROUP BY device_key",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            recent.insert(row.get(0)?, row.get(1)?);
+        }
+        Ok(Horizon {
+            bounds: HashMap::new(),
+            recent,
+        })
+    }
+
+    /// Whether the log may hold a row of this device and time.
+    fn may_hold(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        device_key: i64,
+        observed: i64,
+    ) -> Result<bool, StoreError> {
+        let bound = match self.bounds.get(&device_key) {
+            Some(&b) => b,
+            None => {
+                let merged: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT MAX(observed_at) FROM observations WHERE device_key = ?1",
+                    )?
+                    .query_row([device_key], |r| r.get(0))?;
+                let b = merged
+                    .into_iter()
+                    .chain(self.recent.get(&device_key).copied())
+                    .max()
+                    .unwrap_or(i64::MIN);
+                self.bounds.insert(device_key, b);
+                b
+            }
+        };
+        Ok(observed <= bound)
+    }
+
+    /// A row of this device and time is now in the log.
+    fn extend(&mut self, device_key: i64, observed: i64) {
+        let b = self.bounds.entry(device_key).or_insert(observed);
+        *b = (*b).max(observed);
+    }
+}
+
+/// A row already in the log, in either of its tables.
+struct LogRow {
+    id: i64,
+    received: i64,
+    readings: Vec<u8>,
+    /// In `observations_recent`, not yet moved to `observations`.
+    recent: bool,
+}
+
+impl LogRow {
+    fn find(
+        tx: &rusqlite::Transaction<'_>,
+        device_key: i64,
+        observed: i64,
+    ) -> Result<Option<LogRow>, StoreError> {
+        for (recent, sql) in [
+            (
+                true,
+                "SELECT id, received_at, readings FROM observations_recent
+                 WHERE observed_at = ?2 AND device_key = ?1",
+            ),
+            (
+                false,
+                "SELECT id, received_at, readings FROM observations
+                 WHERE device_key = ?1 AND observed_at = ?2",
+            ),
+        ] {
+            let row = tx
+                .prepare_cached(sql)?
+                .query_row(params![device_key, observed], |r| {
+                    Ok(LogRow {
+                        id: r.get(0)?,
+                        received: r.get(1)?,
+                        readings: r.get(2)?,
+                        recent,
+                    })
+                })
+                .optional()?;
+            if row.is_some() {
+                return Ok(row);
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// A reading of a batch, in the order `insert_readings` writes them.
@@ -503,27 +750,21 @@ fn add_to_row(
     tx: &rusqlite::Transaction<'_>,
     row: &[Ordered<'_>],
     received: i64,
+    held: LogRow,
     inserted: &mut [bool],
-    logged: &mut i64,
+    log: &mut LogEnd,
 ) -> Result<(), StoreError> {
     let (device_key, observed) = (row[0].key.device_key, row[0].observed);
-    let (id, held_received, mut blob): (i64, i64, Vec<u8>) = tx
-        .prepare_cached(
-            "SELECT id, received_at, readings FROM observations
-             WHERE device_key = ?1 AND observed_at = ?2",
-        )?
-        .query_row(params![device_key, observed], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-    let held = packed::decode(&blob)
+    let ids = packed::decode(&held.readings)
         .map(|r| r.map(|(series, ..)| series))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut blob = held.readings;
     let mut added = 0;
     for o in row {
         if !inserted[o.flat] {
             continue;
         }
-        if held.contains(&o.key.id) {
+        if ids.contains(&o.key.id) {
             inserted[o.flat] = false;
             continue;
         }
@@ -531,20 +772,24 @@ fn add_to_row(
         added += 1;
     }
     if added > 0 {
-        *logged += (held.len() + added) as i64;
-        tx.prepare_cached("DELETE FROM observations WHERE id = ?1")?
-            .execute([id])?;
-        tx.prepare_cached(
-            "INSERT INTO observations (device_key, observed_at, received_at, readings, log_readings)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
+        let table = if held.recent {
+            "DELETE FROM observations_recent WHERE id = ?1"
+        } else {
+            "DELETE FROM observations WHERE id = ?1"
+        };
+        tx.prepare_cached(table)?.execute([held.id])?;
+        if held.recent {
+            log.recent_rows -= 1;
+        }
+        let count = (ids.len() + added) as i64;
+        log.append(
+            tx,
             device_key,
             observed,
-            received.max(held_received),
-            blob,
-            *logged
-        ])?;
+            received.max(held.received),
+            &blob,
+            count,
+        )?;
     }
     Ok(())
 }
