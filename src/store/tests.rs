@@ -949,8 +949,8 @@ async fn current_aqi_from_memory_matches_the_readings() {
     );
 }
 
-/// The log is two tables behind a view (see the schema): every query of it must seek, in
-/// each table, by device, time or position, never scan either or sort all it read.
+/// The log is two tables behind a view (see the schema): every query of it must search each
+/// table, by device, time or position, and never scan either or index it on the fly.
 #[tokio::test]
 async fn queries_of_the_log_seek_in_both_of_its_tables() {
     let dir = tempfile::tempdir().unwrap();

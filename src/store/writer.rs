@@ -105,15 +105,9 @@ pub struct StoreWriter {
     /// Bumped after a commit that changed what the device listing reads from the tables
     /// (`query::Catalogue`): a device's row or a series.
     catalogue: Arc<AtomicU64>,
-    /// Readings logged so far (`log_readings` of the last log row); read from the tables
-    /// when unknown.
-    logged: Option<i64>,
-    /// The log position (`id`) of the next row; read from the tables when unknown.
-    next_id: Option<i64>,
-    /// Where a device's log rows may already hold a time; loaded when unknown.
-    horizon: Option<Horizon>,
-    /// Rows in `observations_recent`; counted when unknown.
-    recent_rows: Option<i64>,
+    /// Where the log ends; read from the tables when unknown (at start, after a failed
+    /// commit).
+    log: Option<LogEnd>,
     /// When `observations_recent` was last moved to `observations`.
     last_merge: Instant,
     /// Move the recent rows once they are this many.
@@ -168,10 +162,7 @@ impl StoreWriter {
             reject_retention_ms: config.reject_retention.as_millis() as i64,
             series: HashMap::new(),
             devices: HashMap::new(),
-            logged: None,
-            next_id: None,
-            horizon: None,
-            recent_rows: None,
+            log: None,
             last_merge: Instant::now(),
             merge_rows: MERGE_ROWS,
         })
@@ -184,17 +175,9 @@ impl StoreWriter {
         if result.is_err() {
             self.series.clear();
             self.devices.clear();
-            self.forget_log_position();
+            self.log = None;
         }
         result
-    }
-
-    /// Read the log's position from the tables at the next commit.
-    fn forget_log_position(&mut self) {
-        self.logged = None;
-        self.next_id = None;
-        self.horizon = None;
-        self.recent_rows = None;
     }
 
     fn commit_inner(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, StoreError> {
@@ -210,19 +193,10 @@ impl StoreWriter {
         let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
         let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
         let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::new();
-        let mut log = match (
-            self.logged,
-            self.next_id,
-            self.horizon.take(),
-            self.recent_rows,
-        ) {
-            (Some(logged), Some(next_id), Some(horizon), Some(recent_rows)) => LogEnd {
-                logged,
-                next_id,
-                horizon,
-                recent_rows,
-            },
-            _ => LogEnd::load(&tx)?,
+        // Taken: a failed commit leaves it unknown.
+        let mut log = match self.log.take() {
+            Some(log) => log,
+            None => LogEnd::load(&tx)?,
         };
         let mut catalogue_changed = false;
         let (sids, new) = insert_readings(
@@ -347,10 +321,7 @@ impl StoreWriter {
         write_counters(&tx, &feeds)?;
         write_rollups(&tx, &rollup)?;
         tx.commit()?;
-        self.logged = Some(log.logged);
-        self.next_id = Some(log.next_id);
-        self.horizon = Some(log.horizon);
-        self.recent_rows = Some(log.recent_rows);
+        self.log = Some(log);
         if catalogue_changed {
             self.catalogue.fetch_add(1, Ordering::Release);
         }
@@ -408,15 +379,11 @@ impl StoreWriter {
     /// so each device's index leaf is written once. Between commits, like the WAL restart.
     /// How many rows it moved.
     pub fn merge_recent_if_due(&mut self) -> Result<usize, StoreError> {
-        let rows = match self.recent_rows {
-            Some(n) => n,
-            None => {
-                let n =
-                    self.conn
-                        .query_row("SELECT COUNT(*) FROM observations_recent", [], |r| r.get(0))?;
-                self.recent_rows = Some(n);
-                n
-            }
+        let rows = match &self.log {
+            Some(log) => log.recent_rows,
+            None => self
+                .conn
+                .query_row("SELECT COUNT(*) FROM observations_recent", [], |r| r.get(0))?,
         };
         let due = rows >= self.merge_rows || (rows > 0 && self.last_merge.elapsed() >= MERGE_EVERY);
         if !due {
@@ -433,7 +400,9 @@ impl StoreWriter {
         )?;
         tx.execute("DELETE FROM observations_recent", [])?;
         tx.commit()?;
-        self.recent_rows = Some(0);
+        if let Some(log) = &mut self.log {
+            log.recent_rows = 0;
+        }
         self.last_merge = Instant::now();
         Ok(moved)
     }
@@ -454,11 +423,17 @@ impl StoreWriter {
                   CROSS JOIN observations o
                   ON o.device_key = d.device_key AND o.observed_at < ?1 LIMIT ?2)",
             params![now_ms - self.retention_ms, CHUNK as i64],
-        )? + self.conn.execute(
+        )?;
+        let recent = self.conn.execute(
             "DELETE FROM observations_recent WHERE observed_at < ?1",
             [now_ms - self.retention_ms],
         )?;
-        self.recent_rows = None;
+        // The rest of where the log ends stands: positions and the running count only grow,
+        // and the horizon still bounds what the log may hold.
+        if let Some(log) = &mut self.log {
+            log.recent_rows -= recent as i64;
+        }
+        let observations = observations + recent;
         let rejects = self.conn.execute(
             "DELETE FROM rejects WHERE id IN
                (SELECT id FROM rejects WHERE received_at < ?1 LIMIT ?2)",
