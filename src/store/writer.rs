@@ -392,12 +392,7 @@ impl StoreWriter {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let moved = tx.execute(
-            "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
-             SELECT id, device_key, observed_at, received_at, readings, log_readings
-             FROM observations_recent ORDER BY device_key, observed_at",
-            [],
-        )?;
+        let moved = move_recent(&tx)?;
         tx.execute("DELETE FROM observations_recent", [])?;
         tx.commit()?;
         if let Some(log) = &mut self.log {
@@ -462,6 +457,55 @@ pub(super) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result
         params![name, position, Timestamp::now().as_millisecond()],
     )?;
     Ok(())
+}
+
+/// Copy the rows of `observations_recent` to `observations`, sorted by device and time, one
+/// `INSERT` per row. One `INSERT … SELECT` would be simpler, but a statement that writes many
+/// rows with given ids inside a transaction keeps a statement journal (SQLite may have to
+/// undo it alone): a copy of every page it changes, which here is every device's leaf — 70 MB
+/// of memory per move at 15,000 devices (BENCHMARKS.md, finding 24). A one-row `INSERT` keeps
+/// none. How many rows it copied.
+fn move_recent(tx: &rusqlite::Transaction<'_>) -> Result<usize, StoreError> {
+    struct Row {
+        device_key: i64,
+        observed: i64,
+        id: i64,
+        received: i64,
+        readings: Vec<u8>,
+        log_readings: i64,
+    }
+    let mut rows = tx
+        .prepare(
+            "SELECT device_key, observed_at, id, received_at, readings, log_readings
+             FROM observations_recent",
+        )?
+        .query_map([], |r| {
+            Ok(Row {
+                device_key: r.get(0)?,
+                observed: r.get(1)?,
+                id: r.get(2)?,
+                received: r.get(3)?,
+                readings: r.get(4)?,
+                log_readings: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<Row>, _>>()?;
+    rows.sort_unstable_by_key(|r| (r.device_key, r.observed));
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for r in &rows {
+        insert.execute(params![
+            r.id,
+            r.device_key,
+            r.observed,
+            r.received,
+            r.readings,
+            r.log_readings
+        ])?;
+    }
+    Ok(rows.len())
 }
 
 /// Log every reading of a batch: one log row per device and observation time, its readings
