@@ -711,7 +711,7 @@ fn devices(catalogue: &Catalogue, live: &Live, filter: &DeviceFilter) -> Vec<Dev
     };
     // Where each catalogue row went in the result, if selected.
     let mut slot = vec![usize::MAX; catalogue.rows.len()];
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(catalogue.rows.iter().filter(|d| selected(d)).count());
     for (i, d) in catalogue.rows.iter().enumerate() {
         if selected(d) {
             slot[i] = rows.len();

@@ -187,12 +187,15 @@ impl StoreWriter {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let slice = self.flusher.step(&tx, &self.live)?;
+        // Sized up front: grown step by step, these tables were copied and their new pages
+        // faulted in on every commit.
+        let readings = batch_readings(batch);
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut feeds: HashMap<&str, FeedDelta> = HashMap::new();
-        let mut latest: HashMap<i64, Latest> = HashMap::new();
-        let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::new();
+        let mut latest: HashMap<i64, Latest> = HashMap::with_capacity(readings);
+        let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::with_capacity(batch.len());
         let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
-        let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::new();
+        let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::with_capacity(readings);
         // Taken: a failed commit leaves it unknown.
         let mut log = match self.log.take() {
             Some(log) => log,
@@ -524,8 +527,8 @@ fn insert_readings(
     log: &mut LogEnd,
     new_series: &mut bool,
 ) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
-    let mut sids = Vec::new();
-    let mut order = Vec::new();
+    let mut sids = Vec::with_capacity(batch_readings(batch));
+    let mut order = Vec::with_capacity(sids.capacity());
     for env in batch {
         if let Content::Readings(readings) = &env.content {
             let received = env.received_at.as_millisecond();
@@ -575,6 +578,17 @@ fn insert_readings(
         }
     }
     Ok((sids, inserted))
+}
+
+/// How many readings a batch carries.
+fn batch_readings(batch: &[Envelope]) -> usize {
+    batch
+        .iter()
+        .map(|env| match &env.content {
+            Content::Readings(readings) => readings.len(),
+            Content::Rejected { .. } => 0,
+        })
+        .sum()
 }
 
 /// Where the log ends: what the next row appended to it takes.
