@@ -17,8 +17,10 @@ use crate::{
 
 /// Install the log subscriber: `RUST_LOG` if set, else `log.filter`.
 pub fn init_logging(config: &Config) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let filter = log_filter(
+        std::env::var(EnvFilter::DEFAULT_ENV).ok(),
+        &config.log.filter,
+    );
     let registry = tracing_subscriber::registry().with(filter);
     // Colour only for a person at a terminal, not in files, `docker logs` or journald.
     let layer = fmt::layer().with_ansi(std::io::stdout().is_terminal());
@@ -26,6 +28,14 @@ pub fn init_logging(config: &Config) {
         LogFormat::Text => registry.with(layer).try_init(),
         LogFormat::Json => registry.with(layer.json()).try_init(),
     };
+}
+
+/// `RUST_LOG` when it parses and is not empty, else the configured filter. (An empty
+/// `RUST_LOG` parses as a filter that keeps only errors: it silenced the configured one.)
+fn log_filter(env: Option<String>, configured: &str) -> EnvFilter {
+    env.filter(|v| !v.trim().is_empty())
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(configured))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -164,4 +174,19 @@ pub fn loadgen(a: LoadgenArgs) -> anyhow::Result<ExitCode> {
     })?;
     println!("{summary}");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn rust_log_wins_unless_empty_or_invalid() {
+        let filter = |env: Option<&str>| log_filter(env.map(str::to_owned), "info").to_string();
+        assert_eq!(filter(Some("ioc_aggregator=debug")), "ioc_aggregator=debug");
+        assert_eq!(filter(None), "info");
+        assert_eq!(filter(Some("")), "info");
+        assert_eq!(filter(Some("  ")), "info");
+        assert_eq!(filter(Some("=[")), "info");
+    }
 }
