@@ -241,9 +241,10 @@ pub fn run_commits(
             let _ = link.acks.send(ack);
         }
         on_commit(envelopes, &outcomes);
+        let moving = std::time::Instant::now();
         match writer.merge_recent_if_due() {
             Ok(0) => {}
-            Ok(rows) => trace!(rows, "Moved the recent log rows."),
+            Ok(rows) => trace!(rows, took = ?moving.elapsed(), "Moved the recent log rows."),
             Err(e) => warn!(error = %e, "Moving the recent log rows failed; will retry."),
         }
         if let Err(e) = writer.restart_wal_if_asked() {
