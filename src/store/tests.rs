@@ -1017,3 +1017,64 @@ async fn queries_of_the_log_seek_in_both_of_its_tables() {
     }
     assert!(checked >= 8, "only {checked} log queries recorded");
 }
+
+/// A move reads the recent rows a chunk at a time: every row arrives in `observations` as it
+/// was, with its position, whatever the chunks, and the recent table is left empty.
+#[tokio::test]
+async fn a_move_in_chunks_keeps_every_row_and_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    // Log order (time, then device) differs from the order rows are inserted (device first).
+    for minute in 0..4_i64 {
+        let batch: Vec<Envelope> = ["C", "A", "B"]
+            .iter()
+            .map(|d| {
+                let at = t0() + minute.minutes();
+                env(vec![
+                    reading(d, "pm25", at, minute as f64),
+                    reading(d, "pm10", at, 10.0 + minute as f64),
+                ])
+            })
+            .collect();
+        w.commit(&batch).unwrap();
+    }
+    let conn = store.connection_for_tests();
+    let rows = |table: &str| -> Vec<(i64, i64, i64, i64, Vec<u8>, i64)> {
+        conn.prepare(&format!(
+            "SELECT id, device_key, observed_at, received_at, readings, log_readings
+             FROM {table} ORDER BY id"
+        ))
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    let before = rows("observations_recent");
+    assert_eq!(before.len(), 12);
+    // 12 rows in chunks of 5: two full chunks and a partial one.
+    w.move_in_chunks_of(5);
+    w.merge_every_rows(1);
+    assert_eq!(w.merge_recent_if_due().unwrap(), 12);
+    assert_eq!(rows("observations"), before);
+    assert!(rows("observations_recent").is_empty());
+    // A chunk size that divides the rows exactly ends on an empty read.
+    w.commit(&[env(vec![reading("A", "pm25", t0() + 5.minutes(), 5.0)])])
+        .unwrap();
+    w.commit(&[env(vec![reading("B", "pm25", t0() + 5.minutes(), 5.0)])])
+        .unwrap();
+    w.move_in_chunks_of(1);
+    assert_eq!(w.merge_recent_if_due().unwrap(), 2);
+    assert_eq!(rows("observations").len(), 14);
+    assert!(rows("observations_recent").is_empty());
+}

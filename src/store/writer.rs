@@ -33,6 +33,9 @@ use crate::{
 const MERGE_ROWS: i64 = 50_000;
 /// … or this long after the last move, so that a slow feed's rows move too.
 const MERGE_EVERY: Duration = Duration::from_secs(60);
+/// A move holds at most this many rows in memory at once (more are there only if moves
+/// failed for a while): it reads them in this many at a time, in log order.
+const MOVE_CHUNK: usize = 100_000;
 
 /// One message as it reaches the store.
 #[derive(Debug, Clone)]
@@ -112,6 +115,8 @@ pub struct StoreWriter {
     last_merge: Instant,
     /// Move the recent rows once they are this many.
     merge_rows: i64,
+    /// … reading at most this many at a time.
+    move_chunk: usize,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -165,6 +170,7 @@ impl StoreWriter {
             log: None,
             last_merge: Instant::now(),
             merge_rows: MERGE_ROWS,
+            move_chunk: MOVE_CHUNK,
         })
     }
 
@@ -395,7 +401,7 @@ impl StoreWriter {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let moved = move_recent(&tx)?;
+        let moved = move_recent(&tx, self.move_chunk)?;
         tx.execute("DELETE FROM observations_recent", [])?;
         tx.commit()?;
         if let Some(log) = &mut self.log {
@@ -408,6 +414,11 @@ impl StoreWriter {
     #[cfg(test)]
     pub(super) fn merge_every_rows(&mut self, rows: i64) {
         self.merge_rows = rows;
+    }
+
+    #[cfg(test)]
+    pub(super) fn move_in_chunks_of(&mut self, rows: usize) {
+        self.move_chunk = rows;
     }
 
     /// Delete readings and rejects past their retention, in bounded chunks so one call never
@@ -467,8 +478,9 @@ pub(super) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result
 /// rows with given ids inside a transaction keeps a statement journal (SQLite may have to
 /// undo it alone): a copy of every page it changes, which here is every device's leaf — 70 MB
 /// of memory per move at 15,000 devices (BENCHMARKS.md, finding 24). A one-row `INSERT` keeps
-/// none. How many rows it copied.
-fn move_recent(tx: &rusqlite::Transaction<'_>) -> Result<usize, StoreError> {
+/// none. Rows are read `chunk` at a time in log order, each chunk sorted on its own. How many
+/// rows it copied.
+fn move_recent(tx: &rusqlite::Transaction<'_>, chunk: usize) -> Result<usize, StoreError> {
     struct Row {
         device_key: i64,
         observed: i64,
@@ -477,38 +489,48 @@ fn move_recent(tx: &rusqlite::Transaction<'_>) -> Result<usize, StoreError> {
         readings: Vec<u8>,
         log_readings: i64,
     }
-    let mut rows = tx
-        .prepare(
-            "SELECT device_key, observed_at, id, received_at, readings, log_readings
-             FROM observations_recent",
-        )?
-        .query_map([], |r| {
-            Ok(Row {
-                device_key: r.get(0)?,
-                observed: r.get(1)?,
-                id: r.get(2)?,
-                received: r.get(3)?,
-                readings: r.get(4)?,
-                log_readings: r.get(5)?,
-            })
-        })?
-        .collect::<Result<Vec<Row>, _>>()?;
-    rows.sort_unstable_by_key(|r| (r.device_key, r.observed));
+    let mut select = tx.prepare(
+        "SELECT device_key, observed_at, id, received_at, readings, log_readings
+         FROM observations_recent WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    for r in &rows {
-        insert.execute(params![
-            r.id,
-            r.device_key,
-            r.observed,
-            r.received,
-            r.readings,
-            r.log_readings
-        ])?;
+    let (mut moved, mut after) = (0, i64::MIN);
+    loop {
+        let mut rows = select
+            .query_map(params![after, chunk as i64], |r| {
+                Ok(Row {
+                    device_key: r.get(0)?,
+                    observed: r.get(1)?,
+                    id: r.get(2)?,
+                    received: r.get(3)?,
+                    readings: r.get(4)?,
+                    log_readings: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<Row>, _>>()?;
+        let Some(last) = rows.last() else {
+            return Ok(moved);
+        };
+        after = last.id;
+        rows.sort_unstable_by_key(|r| (r.device_key, r.observed));
+        for r in &rows {
+            insert.execute(params![
+                r.id,
+                r.device_key,
+                r.observed,
+                r.received,
+                r.readings,
+                r.log_readings
+            ])?;
+        }
+        moved += rows.len();
+        if rows.len() < chunk {
+            return Ok(moved);
+        }
     }
-    Ok(rows.len())
 }
 
 /// Log every reading of a batch: one log row per device and observation time, its readings
