@@ -497,6 +497,7 @@ fn move_recent(tx: &rusqlite::Transaction<'_>, chunk: usize) -> Result<usize, St
         "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let chunk = chunk.max(1); // a read of none would end the move before its rows
     let (mut moved, mut after) = (0, i64::MIN);
     loop {
         let mut rows = select
