@@ -28,8 +28,9 @@ use crate::{
 
 /// `observations_recent` is moved to `observations` once it holds this many rows (see the
 /// schema): a commit then dirties few of its index pages, and each move writes each device's
-/// leaf of `observations` once for several of its rows. Tens of thousands balance the two at
-/// 15,000 devices (BENCHMARKS.md, finding 23); a device's queries read the recent rows by time.
+/// leaf of `observations` once for several of its rows. At 15,000 devices moves of 50,000 to
+/// 200,000 rows gave the same rate (BENCHMARKS.md, finding 24); smaller ones block commits for
+/// less time, and a device's queries read the recent rows by time.
 const MERGE_ROWS: i64 = 50_000;
 /// … or this long after the last move, so that a slow feed's rows move too.
 const MERGE_EVERY: Duration = Duration::from_secs(60);
