@@ -213,6 +213,7 @@ impl StoreWriter {
             &tx,
             &mut self.series,
             batch,
+            readings,
             &mut log,
             &mut catalogue_changed,
         )?;
@@ -391,9 +392,7 @@ impl StoreWriter {
     pub fn merge_recent_if_due(&mut self) -> Result<usize, StoreError> {
         let rows = match &self.log {
             Some(log) => log.recent_rows,
-            None => self
-                .conn
-                .query_row("SELECT COUNT(*) FROM observations_recent", [], |r| r.get(0))?,
+            None => recent_rows(&self.conn)?,
         };
         let due = rows >= self.merge_rows || (rows > 0 && self.last_merge.elapsed() >= MERGE_EVERY);
         if !due {
@@ -542,17 +541,18 @@ fn move_recent(tx: &rusqlite::Transaction<'_>, chunk: usize) -> Result<usize, St
 ///
 /// Returns, per reading in batch order (messages, then readings), its series id and whether it
 /// was new. Of two readings of one series and time in a batch the earlier message's is the one
-/// stored, as in arrival order: `flat` orders them. `new_series` is set when a series row was
-/// written.
+/// stored, as in arrival order: `flat` orders them. `readings` is how many the batch carries
+/// (`batch_readings`). `new_series` is set when a series row was written.
 fn insert_readings(
     tx: &rusqlite::Transaction<'_>,
     series: &mut SeriesCache,
     batch: &[Envelope],
+    readings: usize,
     log: &mut LogEnd,
     new_series: &mut bool,
 ) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
-    let mut sids = Vec::with_capacity(batch_readings(batch));
-    let mut order = Vec::with_capacity(sids.capacity());
+    let mut sids = Vec::with_capacity(readings);
+    let mut order = Vec::with_capacity(readings);
     for env in batch {
         if let Content::Readings(readings) = &env.content {
             let received = env.received_at.as_millisecond();
@@ -633,8 +633,7 @@ impl LogEnd {
             logged,
             next_id: last_id + 1,
             horizon: Horizon::load(tx)?,
-            recent_rows: tx
-                .query_row("SELECT COUNT(*) FROM observations_recent", [], |r| r.get(0))?,
+            recent_rows: recent_rows(tx)?,
         })
     }
 
@@ -667,6 +666,11 @@ impl LogEnd {
         self.recent_rows += 1;
         Ok(())
     }
+}
+
+/// Rows in `observations_recent`, counted.
+fn recent_rows(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM observations_recent", [], |r| r.get(0))?)
 }
 
 /// Per device key, an upper bound of the observation times of its log rows: a row after it
@@ -829,15 +833,13 @@ fn add_to_row(
         added += 1;
     }
     if added > 0 {
-        let table = if held.recent {
+        let delete = if held.recent {
+            log.recent_rows -= 1;
             "DELETE FROM observations_recent WHERE id = ?1"
         } else {
             "DELETE FROM observations WHERE id = ?1"
         };
-        tx.prepare_cached(table)?.execute([held.id])?;
-        if held.recent {
-            log.recent_rows -= 1;
-        }
+        tx.prepare_cached(delete)?.execute([held.id])?;
         let count = (ids.len() + added) as i64;
         log.append(
             tx,
