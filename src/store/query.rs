@@ -521,13 +521,11 @@ impl Store {
     /// the reader passes it.
     pub async fn readings_after(&self, after_id: i64) -> Result<i64, StoreError> {
         self.read(move |conn| {
-            use rusqlite::OptionalExtension;
-            let sql = super::over_log(
-                "SELECT id, log_readings - reading_count(readings) FROM {log} WHERE id > ?1",
-            ) + " ORDER BY 1 LIMIT 1";
-            let Some(before_next) = conn
-                .query_row(super::log_query(&sql), [after_id], |r| r.get::<_, i64>(1))
-                .optional()?
+            let Some(before_next) = first_log_row_after::<i64>(
+                conn,
+                "log_readings - reading_count(readings)",
+                after_id,
+            )?
             else {
                 return Ok(0);
             };
@@ -539,15 +537,9 @@ impl Store {
 
     /// When the reading after log position `after_id` was received (for forwarding lag).
     pub async fn received_after(&self, after_id: i64) -> Result<Option<Timestamp>, StoreError> {
-        self.read(move |conn| {
-            use rusqlite::OptionalExtension;
-            let sql = super::over_log("SELECT id, received_at FROM {log} WHERE id > ?1")
-                + " ORDER BY 1 LIMIT 1";
-            Ok(conn
-                .query_row(super::log_query(&sql), [after_id], |r| r.get::<_, i64>(1))
-                .optional()?
-                .map(ts))
-        })
+        self.read(
+            move |conn| Ok(first_log_row_after::<i64>(conn, "received_at", after_id)?.map(ts)),
+        )
         .await
     }
 
@@ -694,6 +686,21 @@ fn read_catalogue(conn: &Connection, generation: u64) -> Result<Catalogue, Store
         rows,
         series,
     })
+}
+
+/// `column` (an expression over a log row) of the first log row after position `after`, in
+/// either of the log's tables.
+fn first_log_row_after<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    column: &str,
+    after: i64,
+) -> Result<Option<T>, StoreError> {
+    use rusqlite::OptionalExtension;
+    let sql = super::over_log(&format!("SELECT id, {column} FROM {{log}} WHERE id > ?1"))
+        + " ORDER BY 1 LIMIT 1";
+    Ok(conn
+        .query_row(super::log_query(&sql), [after], |r| r.get(1))
+        .optional()?)
 }
 
 /// The device rows `filter` selects, with what changes per message (last seen, latest values,
