@@ -420,6 +420,35 @@ async fn latest_values_are_written_in_rounds_over_several_commits() {
     assert_eq!(rows_written(&store), DEVICES as i64 + 1);
 }
 
+/// A batch may carry a series several times (a backlog after a reconnect): its latest value is
+/// the latest observed, whatever the order in the batch, and again in the commit after.
+#[tokio::test]
+async fn the_latest_value_is_the_latest_observed_in_any_batch_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let latest = || async {
+        let d = store.devices(&DeviceFilter::default()).await.unwrap();
+        d.iter()
+            .map(|d| (d.device_id.clone(), d.latest[0].value))
+            .collect::<Vec<_>>()
+    };
+    w.commit(&[
+        env(vec![reading("A", "pm25", t0() + 5.minutes(), 2.0)]),
+        env(vec![reading("A", "pm25", t0(), 1.0)]),
+        env(vec![reading("B", "pm25", t0(), 6.0)]),
+        env(vec![reading("B", "pm25", t0() + 5.minutes(), 7.0)]),
+    ])
+    .unwrap();
+    assert_eq!(latest().await, [("A".into(), 2.0), ("B".into(), 7.0)]);
+    w.commit(&[
+        env(vec![reading("A", "pm25", t0() + 1.minutes(), 3.0)]),
+        env(vec![reading("B", "pm25", t0() + 6.minutes(), 8.0)]),
+    ])
+    .unwrap();
+    assert_eq!(latest().await, [("A".into(), 2.0), ("B".into(), 8.0)]);
+}
+
 #[tokio::test]
 async fn latest_values_are_exact_after_a_crash_between_flushes() {
     let dir = tempfile::tempdir().unwrap();

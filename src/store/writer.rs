@@ -118,6 +118,7 @@ pub struct StoreWriter {
     merge_rows: i64,
     /// … reading at most this many at a time.
     move_chunk: usize,
+    scratch: Scratch,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -172,6 +173,7 @@ impl StoreWriter {
             last_merge: Instant::now(),
             merge_rows: MERGE_ROWS,
             move_chunk: MOVE_CHUNK,
+            scratch: Scratch::default(),
         })
     }
 
@@ -195,14 +197,17 @@ impl StoreWriter {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let slice = self.flusher.step(&tx, &self.live)?;
         // Sized up front: grown step by step, these tables were copied and their new pages
-        // faulted in on every commit.
+        // faulted in on every commit. The largest reuse the previous commit's allocations.
         let readings = batch_readings(batch);
+        let mut scratch = std::mem::take(&mut self.scratch);
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut feeds: HashMap<&str, FeedDelta> = HashMap::new();
-        let mut latest: HashMap<i64, Latest> = HashMap::with_capacity(readings);
+        // Every new reading's value, in batch order: `Live::offer` keeps the latest per series.
+        let mut latest: Vec<(i64, Latest)> = reuse(&mut scratch.latest, readings);
         let mut touched: HashMap<&str, DeviceTouch<'_>> = HashMap::with_capacity(batch.len());
         let mut rollup: HashMap<RollupKey, Rollup> = HashMap::new();
-        let mut pollutants: Vec<(&str, Pollutant, i64, f64)> = Vec::with_capacity(readings);
+        let mut pollutants: Vec<(&str, Pollutant, i64, f64)> =
+            reuse(&mut scratch.pollutants, readings);
         // Taken: a failed commit leaves it unknown.
         let mut log = match self.log.take() {
             Some(log) => log,
@@ -213,6 +218,7 @@ impl StoreWriter {
             &tx,
             &mut self.series,
             batch,
+            &mut scratch,
             readings,
             &mut log,
             &mut catalogue_changed,
@@ -263,10 +269,7 @@ impl StoreWriter {
                                         value: r.value,
                                         status: status_code(r.status),
                                     };
-                                    let e = latest.entry(sid).or_insert(l);
-                                    if observed >= e.observed_at {
-                                        *e = l;
-                                    }
+                                    latest.push((sid, l));
                                 }
                                 state.learn(observed);
                                 if observed >= t.observed_at {
@@ -341,13 +344,20 @@ impl StoreWriter {
         }
         self.publish(&latest, &touched);
         self.hourly.add_all(&pollutants);
+        self.scratch = Scratch {
+            latest,
+            pollutants: recycle(pollutants),
+            sids,
+            inserted: new,
+            ..scratch
+        };
         Ok(outcomes)
     }
 
     /// Make a commit's latest values and device states visible, and remember to write them.
-    fn publish(&mut self, latest: &HashMap<i64, Latest>, touched: &HashMap<&str, DeviceTouch<'_>>) {
+    fn publish(&mut self, latest: &[(i64, Latest)], touched: &HashMap<&str, DeviceTouch<'_>>) {
         let mut live = self.live.write();
-        for (&id, &l) in latest {
+        for &(id, l) in latest {
             live.offer(id, l);
             self.flusher.changed_series(id);
         }
@@ -547,12 +557,13 @@ fn insert_readings(
     tx: &rusqlite::Transaction<'_>,
     series: &mut SeriesCache,
     batch: &[Envelope],
+    scratch: &mut Scratch,
     readings: usize,
     log: &mut LogEnd,
     new_series: &mut bool,
 ) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
-    let mut sids = Vec::with_capacity(readings);
-    let mut order = Vec::with_capacity(readings);
+    let mut sids = reuse(&mut scratch.sids, readings);
+    let mut order: Vec<Ordered<'_>> = reuse(&mut scratch.order, readings);
     for env in batch {
         if let Content::Readings(readings) = &env.content {
             let received = env.received_at.as_millisecond();
@@ -570,7 +581,8 @@ fn insert_readings(
         }
     }
     order.sort_unstable_by_key(|o| (o.key.device_key, o.observed, o.key.id, o.flat));
-    let mut inserted = vec![false; sids.len()];
+    let mut inserted = reuse(&mut scratch.inserted, sids.len());
+    inserted.resize(sids.len(), false);
     let mut blob = Vec::with_capacity(128);
     for row in
         order.chunk_by(|a, b| (a.key.device_key, a.observed) == (b.key.device_key, b.observed))
@@ -601,7 +613,36 @@ fn insert_readings(
             Some(held) => add_to_row(tx, row, received, held, &mut inserted, log)?,
         }
     }
+    scratch.order = recycle(order);
     Ok((sids, inserted))
+}
+
+/// The buffers a commit fills, kept for the next one. Allocated afresh, their pages were
+/// faulted in and zeroed on every commit: jemalloc hands freed pages back to the system within
+/// a second (`.cargo/config.toml`), and a commit at full load fills a few megabytes of them.
+/// Those holding references into a batch are kept empty, as `'static`.
+#[derive(Default)]
+struct Scratch {
+    latest: Vec<(i64, Latest)>,
+    order: Vec<Ordered<'static>>,
+    pollutants: Vec<(&'static str, Pollutant, i64, f64)>,
+    sids: Vec<i64>,
+    inserted: Vec<bool>,
+}
+
+/// An empty vector with room for `len`, in `kept`'s allocation (see `recycle`).
+fn reuse<T, U>(kept: &mut Vec<T>, len: usize) -> Vec<U> {
+    let mut v = recycle(std::mem::take(kept));
+    v.reserve(len);
+    v
+}
+
+/// `v`'s allocation, emptied, for elements of the same layout (here the same type with
+/// another lifetime): collecting `into_iter().map(…)` of a vector reuses its allocation then.
+/// Should the standard library ever stop doing so, this allocates anew, which is only slower.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("emptied")).collect()
 }
 
 /// How many readings a batch carries.
@@ -1124,4 +1165,20 @@ pub(super) fn upsert_catalogue(
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recycle_keeps_the_allocation_for_another_lifetime() {
+        let device = String::from("TN-AQ-01");
+        let mut v: Vec<(&str, i64)> = Vec::with_capacity(1_000);
+        v.push((&device, 1));
+        let at = v.as_ptr() as usize;
+        let kept: Vec<(&'static str, i64)> = super::recycle(v);
+        assert!(kept.is_empty());
+        assert_eq!((kept.capacity(), kept.as_ptr() as usize), (1_000, at));
+        let again: Vec<(&str, i64)> = super::reuse(&mut { kept }, 10);
+        assert_eq!((again.capacity(), again.as_ptr() as usize), (1_000, at));
+    }
 }
