@@ -170,11 +170,13 @@ async fn summary(
     inputs: &mut Inputs,
     now: Timestamp,
 ) -> Result<Value, StoreError> {
-    let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut inputs.devices)
-        .into_iter()
-        .partition(|d| d.city == city);
-    inputs.devices = others;
-    let devices: Vec<DeviceView> = mine.into_iter().map(|d| view(d, state, now)).collect();
+    // Taken out of the shared list rather than partitioned into two new ones: 15,000 rows
+    // copied three times a second were a page fault each few rows.
+    let devices: Vec<DeviceView> = inputs
+        .devices
+        .extract_if(.., |d| d.city == city)
+        .map(|d| view(d, state, now))
+        .collect();
     let readings_last_hour = inputs
         .readings_last_hour
         .iter()

@@ -737,6 +737,17 @@ fn devices(catalogue: &Catalogue, live: &Live, filter: &DeviceFilter) -> Vec<Dev
                 .or(l.learned_interval_ms.map(|v| v.round() as i64));
         }
     }
+    // Each device's values sized up front: grown one by one, 15,000 devices' vectors were
+    // copied twice each and their new pages faulted in, every second for the overview.
+    let mut values = vec![0; rows.len()];
+    for (i, ..) in &catalogue.series {
+        if let Some(n) = values.get_mut(slot[*i]) {
+            *n += 1;
+        }
+    }
+    for (d, n) in rows.iter_mut().zip(values) {
+        d.latest.reserve_exact(n);
+    }
     for (i, id, metric, unit) in &catalogue.series {
         let Some(d) = rows.get_mut(slot[*i]) else {
             continue;
