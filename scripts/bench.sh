@@ -44,23 +44,26 @@ CONF
 sleep 0.5
 BROKER="mqtt://127.0.0.1:$MQ_PORT"
 
-# CPU seconds (user + system) of a process or thread, and of the whole machine idle.
+# CPU seconds (user + system) of a process or thread; of the whole machine idle; and taken by
+# the hypervisor from this virtual machine (steal): a run with steal was slowed from outside.
 cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "$1/stat"; }
 idle_s() { awk '/^cpu / {printf "%.2f", ($5 + $6) / 100}' /proc/stat; }
+steal_s() { awk '/^cpu / {printf "%.2f", $9 / 100}' /proc/stat; }
 thread_dir() { for t in /proc/"$1"/task/*; do if [ "$(cat "$t/comm")" = "$2" ]; then echo "$t"; fi; done; }
 # Cores used over the measured part of a phase: `cpu_window LABEL SECONDS NAME=DIR...`, run while
-# the load generator runs; sleeps through the warm-up, then prints LABEL NAME=cores ... idle=cores.
+# the load generator runs; sleeps through the warm-up, then prints LABEL NAME=cores ... idle=cores
+# steal=cores.
 cpu_window() {
   local label=$1 seconds=$2; shift 2
   sleep "$WARMUP"
-  local before=() i0; i0="$(idle_s)"
+  local before=() i0 s0; i0="$(idle_s)"; s0="$(steal_s)"
   for p in "$@"; do before+=("$(cpu_s "${p#*=}")"); done
   sleep "$seconds"
-  local out="$label" i=0 i1; i1="$(idle_s)"
+  local out="$label" i=0 i1 s1; i1="$(idle_s)"; s1="$(steal_s)"
   for p in "$@"; do
     out+=" ${p%%=*}=$(python3 -c "print(f'{($(cpu_s "${p#*=}") - ${before[$i]}) / $seconds:.2f}')")"; i=$((i + 1))
   done
-  echo "$out idle=$(python3 -c "print(f'{($i1 - $i0) / $seconds:.2f}')")"
+  echo "$out idle=$(python3 -c "print(f'{($i1 - $i0) / $seconds:.2f}')") steal=$(python3 -c "print(f'{($s1 - $s0) / $seconds:.2f}')")"
 }
 
 echo "== (a) broker limit: null QoS 1 subscriber, ${BROKER_SECONDS}s" >&2
@@ -191,6 +194,9 @@ print(f"| (e) peak RSS (VmHWM) in (b) / (c) | $B_HWM MB / $C_HWM MB | — |")
 def cores(line):
     return dict(kv.split("=") for kv in line.split()[1:])
 ca, cb = cores("$A_CPU"), cores("$B_CPU")
-print(f"| CPU in (a): Mosquitto / load generator and null subscriber / idle | {ca['mosquitto']} / {ca['loadgen']} / {ca['idle']} cores | — |")
-print(f"| CPU in (b): Mosquitto / load generator / aggregator (its commit thread) / idle | {cb['mosquitto']} / {cb['loadgen']} / {cb['aggregator']} ({cb['commit']}) / {cb['idle']} cores | — |")
+print(f"| CPU in (a): Mosquitto / load generator and null subscriber / idle / stolen | {ca['mosquitto']} / {ca['loadgen']} / {ca['idle']} / {ca['steal']} cores | — |")
+print(f"| CPU in (b): Mosquitto / load generator / aggregator (its commit thread) / idle / stolen | {cb['mosquitto']} / {cb['loadgen']} / {cb['aggregator']} ({cb['commit']}) / {cb['idle']} / {cb['steal']} cores | — |")
+for phase, c in (("(a)", ca), ("(b)", cb)):
+    if float(c["steal"]) >= 0.05:
+        print(f"\n**Not comparable:** the host took {c['steal']} of the cores from this machine during {phase} (steal time); rerun.")
 PY
