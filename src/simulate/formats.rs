@@ -63,7 +63,7 @@ fn local(at: Timestamp) -> String {
         .to_string()
 }
 
-/// A JSON number or boolean reading.
+/// A value as payloads carry it: a number, a boolean, or text (times, on/off, status).
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Scalar<'a> {

@@ -1175,10 +1175,10 @@ mod tests {
         let mut v: Vec<(&str, i64)> = Vec::with_capacity(1_000);
         v.push((&device, 1));
         let at = v.as_ptr() as usize;
-        let kept: Vec<(&'static str, i64)> = super::recycle(v);
+        let mut kept: Vec<(&'static str, i64)> = super::recycle(v);
         assert!(kept.is_empty());
         assert_eq!((kept.capacity(), kept.as_ptr() as usize), (1_000, at));
-        let again: Vec<(&str, i64)> = super::reuse(&mut { kept }, 10);
+        let again: Vec<(&str, i64)> = super::reuse(&mut kept, 10);
         assert_eq!((again.capacity(), again.as_ptr() as usize), (1_000, at));
     }
 }
