@@ -77,6 +77,11 @@ pub fn message(
     )
 }
 
+/// QoS 1 publishes kept unacknowledged by the broker. The publisher reads acks only once this
+/// window is full, so a wide one reads them in bulk: with 1,000 it woke for every few acks and
+/// took 0.37 of a core in (b); with 10,000, 0.16 (BENCHMARKS.md, finding 26).
+const PUBLISH_INFLIGHT: u16 = 10_000;
+
 fn client(broker: &str, id: &str) -> anyhow::Result<(AsyncClient, rumqttc::EventLoop)> {
     let addr = parse_broker_url(broker).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
@@ -86,7 +91,7 @@ fn client(broker: &str, id: &str) -> anyhow::Result<(AsyncClient, rumqttc::Event
     );
     let mut o = MqttOptions::new(id, addr.host, addr.port);
     o.set_keep_alive(Duration::from_secs(30))
-        .set_inflight(1_000)
+        .set_inflight(PUBLISH_INFLIGHT)
         .set_max_packet_size(1 << 20, 1 << 20);
     Ok(AsyncClient::new(o, 10_000))
 }
@@ -107,6 +112,9 @@ pub struct PublishPlan {
     pub consumer: Option<Consumer>,
     /// With a consumer: at most this many messages published but not yet consumed, so the
     /// broker's backlog (and memory) stays bounded and the consumer runs at its own limit.
+    /// Messages the consumer has received but not yet counted (the aggregator's queues and
+    /// the batch it is committing) are inside the window too: a window not much larger than
+    /// those leaves the broker with nothing to deliver while the consumer commits.
     pub window: u64,
     /// With a consumer: the start of the run that is not measured.
     pub warmup: Duration,

@@ -54,8 +54,10 @@ enum Command {
         /// committed count.
         #[arg(long)]
         consumer: Option<ioc_aggregator::loadgen::Consumer>,
-        /// With --consumer: at most this many messages published but not yet consumed.
-        #[arg(long, default_value_t = 20_000)]
+        /// With --consumer: at most this many messages published but not yet consumed. It
+        /// must exceed what the consumer itself holds unconsumed, or the broker runs dry:
+        /// the aggregator holds up to ~19,000 (its store queue, a batch, the feed queues).
+        #[arg(long, default_value_t = 100_000)]
         window: u64,
         /// With --consumer: how long after the start the measurement begins.
         #[arg(long, default_value = "5s")]
