@@ -1047,6 +1047,38 @@ async fn queries_of_the_log_seek_in_both_of_its_tables() {
     assert!(checked >= 8, "only {checked} log queries recorded");
 }
 
+/// Moves keep `MERGE_GAP` between them until the recent rows reach the most a move waits for;
+/// once the gap has passed, the least number of rows is enough.
+#[tokio::test]
+async fn a_move_waits_for_the_gap_unless_the_recent_rows_are_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let mut minute = 0_i64;
+    let mut commit_one = |w: &mut StoreWriter| {
+        let at = t0() + minute.minutes();
+        minute += 1;
+        w.commit(&[env(vec![reading("A", "pm25", at, minute as f64)])])
+            .unwrap();
+    };
+    w.merge_when(2, 4, Duration::from_secs(3_600));
+    for _ in 0..3 {
+        commit_one(&mut w);
+    }
+    assert_eq!(w.merge_recent_if_due().unwrap(), 0, "within the gap");
+    commit_one(&mut w);
+    assert_eq!(
+        w.merge_recent_if_due().unwrap(),
+        4,
+        "the most a move waits for"
+    );
+    w.merge_when(2, 4, Duration::ZERO);
+    commit_one(&mut w);
+    assert_eq!(w.merge_recent_if_due().unwrap(), 0, "fewer than the least");
+    commit_one(&mut w);
+    assert_eq!(w.merge_recent_if_due().unwrap(), 2, "the gap has passed");
+}
+
 /// A move reads the recent rows a chunk at a time: every row arrives in `observations` as it
 /// was, with its position, whatever the chunks, and the recent table is left empty.
 #[tokio::test]

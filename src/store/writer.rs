@@ -26,12 +26,20 @@ use crate::{
     model::{City, Domain, FeedId, Reading, Rejection, Status},
 };
 
-/// `observations_recent` is moved to `observations` once it holds this many rows (see the
-/// schema): a commit then dirties few of its index pages, and each move writes each device's
-/// leaf of `observations` once for several of its rows. At 15,000 devices moves of 50,000 to
-/// 200,000 rows gave the same rate (BENCHMARKS.md, finding 24); smaller ones block commits for
-/// less time, and a device's queries read the recent rows by time.
+/// `observations_recent` is moved to `observations` (see the schema) once it holds this many
+/// rows and the last move was `MERGE_GAP` ago, or once it holds `MERGE_ROWS_MAX`. A commit then
+/// dirties few of `observations_recent`'s index pages. A move writes each device's leaf of
+/// `observations` once, however many of its rows it carries (at 15,000 devices, 15,000 pages),
+/// so the larger the move the less it costs per row; but commits wait while it runs, and a
+/// device's queries read the recent rows by time. So at moderate rates moves stay small and
+/// short (at 10,000 msg/s, 50,000 rows every 5 s, 60–80 ms each), and only under a load that
+/// fills this many rows faster than `MERGE_GAP` do they grow, up to `MERGE_ROWS_MAX`: at
+/// 83,000 msg/s, 200,000 rows every 2.5 s, 0.4–0.65 s each; (b) +3–10 % (BENCHMARKS.md,
+/// finding 26).
 const MERGE_ROWS: i64 = 50_000;
+/// The least time between two moves below `MERGE_ROWS_MAX` rows.
+const MERGE_GAP: Duration = Duration::from_secs(2);
+const MERGE_ROWS_MAX: i64 = 200_000;
 /// … or this long after the last move, so that a slow feed's rows move too.
 const MERGE_EVERY: Duration = Duration::from_secs(60);
 /// A move holds at most this many rows in memory at once (more are there only if moves
@@ -114,8 +122,11 @@ pub struct StoreWriter {
     log: Option<LogEnd>,
     /// When `observations_recent` was last moved to `observations`.
     last_merge: Instant,
-    /// Move the recent rows once they are this many.
+    /// Move the recent rows once they are this many and `merge_gap` has passed …
     merge_rows: i64,
+    /// … or this many.
+    merge_rows_max: i64,
+    merge_gap: Duration,
     /// … reading at most this many at a time.
     move_chunk: usize,
     scratch: Scratch,
@@ -172,6 +183,8 @@ impl StoreWriter {
             log: None,
             last_merge: Instant::now(),
             merge_rows: MERGE_ROWS,
+            merge_rows_max: MERGE_ROWS_MAX,
+            merge_gap: MERGE_GAP,
             move_chunk: MOVE_CHUNK,
             scratch: Scratch::default(),
         })
@@ -395,8 +408,8 @@ impl StoreWriter {
         Ok(false)
     }
 
-    /// Move the rows of `observations_recent` to `observations` (see the schema) once they
-    /// are `merge_rows`, or a minute after the last move: in one transaction, sorted by device,
+    /// Move the rows of `observations_recent` to `observations` (see the schema) when due (see
+    /// `MERGE_ROWS`), or a minute after the last move: in one transaction, sorted by device,
     /// so each device's index leaf is written once. Between commits, like the WAL restart.
     /// How many rows it moved.
     pub fn merge_recent_if_due(&mut self) -> Result<usize, StoreError> {
@@ -404,7 +417,10 @@ impl StoreWriter {
             Some(log) => log.recent_rows,
             None => recent_rows(&self.conn)?,
         };
-        let due = rows >= self.merge_rows || (rows > 0 && self.last_merge.elapsed() >= MERGE_EVERY);
+        let since = self.last_merge.elapsed();
+        let due = (rows >= self.merge_rows && since >= self.merge_gap)
+            || rows >= self.merge_rows_max
+            || (rows > 0 && since >= MERGE_EVERY);
         if !due {
             return Ok(0);
         }
@@ -423,7 +439,12 @@ impl StoreWriter {
 
     #[cfg(test)]
     pub(super) fn merge_every_rows(&mut self, rows: i64) {
-        self.merge_rows = rows;
+        self.merge_when(rows, rows, Duration::ZERO);
+    }
+
+    #[cfg(test)]
+    pub(super) fn merge_when(&mut self, rows: i64, rows_max: i64, gap: Duration) {
+        (self.merge_rows, self.merge_rows_max, self.merge_gap) = (rows, rows_max, gap);
     }
 
     #[cfg(test)]
