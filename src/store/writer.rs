@@ -26,24 +26,25 @@ use crate::{
     model::{City, Domain, FeedId, Reading, Rejection, Status},
 };
 
-/// `observations_recent` is moved to `observations` (see the schema) once it holds this many
-/// rows and the last move was `MERGE_GAP` ago, or once it holds `MERGE_ROWS_MAX`. A commit then
-/// dirties few of `observations_recent`'s index pages. A move writes each device's leaf of
-/// `observations` once, however many of its rows it carries (at 15,000 devices, 15,000 pages),
-/// so the larger the move the less it costs per row; but commits wait while it runs, and a
-/// device's queries read the recent rows by time. So at moderate rates moves stay small and
-/// short (at 10,000 msg/s, 50,000 rows every 5 s, 60–80 ms each), and only under a load that
-/// fills this many rows faster than `MERGE_GAP` do they grow, up to `MERGE_ROWS_MAX`: at
-/// 83,000 msg/s, 200,000 rows every 2.5 s, 0.4–0.65 s each; (b) +3–10 % (BENCHMARKS.md,
-/// finding 26).
+/// `observations_recent` is moved to `observations` (see the schema) once it holds this many rows
+/// and the last move was `MERGE_GAP` ago, or once it holds `MERGE_ROWS_MAX`. A commit then dirties
+/// few of `observations_recent`'s index pages. A move writes each device's newest leaf of
+/// `observations` once per `MOVE_CHUNK` rows, however many of the device's rows they carry (at
+/// 15,000 devices, 15,000 pages), so the larger the move the less it costs per row; but commits
+/// wait while it runs, and a device's queries read the recent rows by time. So at moderate rates
+/// moves stay small and short (at 10,000 msg/s, 50,000 rows every 5 s, 60–80 ms each), and only
+/// under a load that fills this many rows faster than `MERGE_GAP` do they grow, up to
+/// `MERGE_ROWS_MAX`: at 83,000 msg/s, 200,000 rows every 2.5 s, 0.4–0.65 s each; (b) +3–10 %
+/// (BENCHMARKS.md, finding 26).
 const MERGE_ROWS: i64 = 50_000;
 /// The least time between two moves below `MERGE_ROWS_MAX` rows.
 const MERGE_GAP: Duration = Duration::from_secs(2);
+/// … or, whatever the gap, once this many rows wait.
 const MERGE_ROWS_MAX: i64 = 200_000;
 /// … or this long after the last move, so that a slow feed's rows move too.
 const MERGE_EVERY: Duration = Duration::from_secs(60);
-/// A move holds at most this many rows in memory at once (more are there only if moves
-/// failed for a while): it reads them in this many at a time, in log order.
+/// A move holds at most this many rows in memory at once: it reads them in this many at a
+/// time, in log order, each chunk sorted by device on its own.
 const MOVE_CHUNK: usize = 100_000;
 
 /// One message as it reaches the store.
@@ -127,7 +128,7 @@ pub struct StoreWriter {
     /// … or this many.
     merge_rows_max: i64,
     merge_gap: Duration,
-    /// … reading at most this many at a time.
+    /// A move reads at most this many rows at a time.
     move_chunk: usize,
     scratch: Scratch,
 }
