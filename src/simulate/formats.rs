@@ -262,11 +262,20 @@ struct Property<'a> {
 }
 
 impl<'a> Property<'a> {
-    fn new(value: Scalar<'a>, unit_code: Option<&'static str>) -> Self {
+    fn number(value: f64, unit_code: Option<&'static str>) -> Self {
         Property {
             kind: "Property",
-            value,
+            value: Scalar::Number(value),
             unit_code,
+        }
+    }
+
+    /// Text (times, states) carries no unit.
+    fn text(value: &'a str) -> Self {
+        Property {
+            kind: "Property",
+            value: Scalar::Text(value),
+            unit_code: None,
         }
     }
 }
@@ -326,9 +335,9 @@ fn ngsi_ld(
         Domain::Lighting | Domain::Energy => "Streetlight",
     };
     let observed = at.to_string();
-    let number = |v: f64, unit| Property::new(Scalar::Number(v), unit);
+    let number = Property::number;
     let mut attributes = Vec::with_capacity(samples.len() + 5);
-    attributes.push(("dateObserved", Property::new(Scalar::Text(&observed), None)));
+    attributes.push(("dateObserved", Property::text(&observed)));
     for (metric, v) in samples {
         attributes.push(match *metric {
             "temperature" => ("temperature", number(*v, Some("CEL"))),
@@ -340,7 +349,7 @@ fn ngsi_ld(
             "occupancy" => ("occupancy", number(v / 100.0, None)),
             "power_state" => (
                 "powerState",
-                Property::new(Scalar::Text(if *v >= 0.5 { "on" } else { "off" }), None),
+                Property::text(if *v >= 0.5 { "on" } else { "off" }),
             ),
             "power" => ("powerConsumption", number(*v, Some("WTT"))),
             "energy" => ("energyConsumed", number(*v, Some("KWH"))),
@@ -360,11 +369,8 @@ fn ngsi_ld(
     let from;
     if kind == "TrafficFlowObserved" {
         from = (at - SignedDuration::from_mins(5)).to_string();
-        attributes.push(("dateObservedFrom", Property::new(Scalar::Text(&from), None)));
-        attributes.push((
-            "dateObservedTo",
-            Property::new(Scalar::Text(&observed), None),
-        ));
+        attributes.push(("dateObservedFrom", Property::text(&from)));
+        attributes.push(("dateObservedTo", Property::text(&observed)));
     }
     let status = match (kind, status) {
         ("Streetlight", "fault") => Some("defectiveLamp"),
@@ -373,7 +379,7 @@ fn ngsi_ld(
         (_, s) => Some(s),
     };
     if let Some(s) = status {
-        attributes.push(("status", Property::new(Scalar::Text(s), None)));
+        attributes.push(("status", Property::text(s)));
     }
     let entity = Entity {
         id: format!("urn:ngsi-ld:{kind}:{}", device.id),
