@@ -50,6 +50,8 @@ cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "$1/stat"; }
 idle_s() { awk '/^cpu / {printf "%.2f", ($5 + $6) / 100}' /proc/stat; }
 steal_s() { awk '/^cpu / {printf "%.2f", $9 / 100}' /proc/stat; }
 thread_dir() { for t in /proc/"$1"/task/*; do if [ "$(cat "$t/comm")" = "$2" ]; then echo "$t"; fi; done; }
+# Cores used between two readings of CPU seconds: `cores_between BEFORE AFTER SECONDS`.
+cores_between() { python3 -c "print(f'{($2 - $1) / $3:.2f}')"; }
 # Cores used over the measured part of a phase: `cpu_window LABEL SECONDS NAME=DIR...`, run while
 # the load generator runs; sleeps through the warm-up, then prints LABEL NAME=cores ... idle=cores
 # steal=cores.
@@ -61,9 +63,9 @@ cpu_window() {
   sleep "$seconds"
   local out="$label" i=0 i1 s1; i1="$(idle_s)"; s1="$(steal_s)"
   for p in "$@"; do
-    out+=" ${p%%=*}=$(python3 -c "print(f'{($(cpu_s "${p#*=}") - ${before[$i]}) / $seconds:.2f}')")"; i=$((i + 1))
+    out+=" ${p%%=*}=$(cores_between "${before[$i]}" "$(cpu_s "${p#*=}")" "$seconds")"; i=$((i + 1))
   done
-  echo "$out idle=$(python3 -c "print(f'{($i1 - $i0) / $seconds:.2f}')") steal=$(python3 -c "print(f'{($s1 - $s0) / $seconds:.2f}')")"
+  echo "$out idle=$(cores_between "$i0" "$i1" "$seconds") steal=$(cores_between "$s0" "$s1" "$seconds")"
 }
 
 echo "== (a) broker limit: null QoS 1 subscriber, ${BROKER_SECONDS}s" >&2
