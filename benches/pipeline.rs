@@ -102,8 +102,10 @@ fn store_commit(bencher: Bencher) {
             received_at: now,
             content: Content::Readings(
                 pipeline::process(&decoder, &normaliser, &cfg.ingest, topic, payload, now, now)
-                    .unwrap(),
+                    .unwrap()
+                    .readings,
             ),
+            partial: None,
         })
         .collect();
     let mut round = 0i64;

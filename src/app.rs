@@ -79,11 +79,15 @@ impl App {
                 poll_task,
                 ack_task,
             } = source::connect(feed, tx, Arc::clone(&stats), intake.clone())?;
+            let stage = pipeline::FeedStage {
+                decoder: Decoder::for_feed(feed),
+                normaliser: Normaliser::new(feed, &config),
+                limits: config.ingest.clone(),
+                stats: Arc::clone(&stats),
+            };
             feed_tasks.push(tokio::spawn(pipeline::run_feed(
                 index,
-                Decoder::for_feed(feed),
-                Normaliser::new(feed, &config),
-                config.ingest.clone(),
+                stage,
                 rx,
                 store_tx.clone(),
                 intake.clone(),

@@ -103,9 +103,14 @@ pub fn try_mapping(
         now,
     );
     match result {
-        Ok(readings) => {
-            println!("{}", serde_json::to_string_pretty(&readings)?);
-            eprintln!("{} reading(s) from topic {topic}", readings.len());
+        Ok(normalised) => {
+            println!("{}", serde_json::to_string_pretty(&normalised)?);
+            eprintln!(
+                "{} reading(s), {} part(s) rejected, {} field(s) ignored, from topic {topic}",
+                normalised.readings.len(),
+                normalised.rejected.len(),
+                normalised.ignored.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(rejection) => {

@@ -168,6 +168,22 @@ pub struct StoreConfig {
     pub queue_capacity: usize,
     /// Read connections for API queries.
     pub read_connections: usize,
+    /// Which value a series keeps when a reading arrives for a time it already has with
+    /// another value (a correction, or a conflicting sender).
+    pub on_conflict: OnConflict,
+}
+
+/// What happens when a reading meets a stored reading of the same device, metric and time
+/// with another value (a redelivery has the same value and is a duplicate). Either way the
+/// value not kept is recorded in the rejects as a `conflict`, and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// The later reading replaces the stored one: a datalogger's correction wins.
+    #[default]
+    KeepLatest,
+    /// The stored reading stays: nothing arriving later can change what was stored.
+    KeepFirst,
 }
 
 impl Default for StoreConfig {
@@ -181,6 +197,7 @@ impl Default for StoreConfig {
             commit_linger: Duration::from_millis(20),
             queue_capacity: 8_192,
             read_connections: 4,
+            on_conflict: OnConflict::KeepLatest,
         }
     }
 }
@@ -507,6 +524,11 @@ pub struct DeviceConfig {
     /// the levels that are known (Chã has only BĐ1 confirmed).
     #[serde(default)]
     pub flood_levels: Vec<f64>,
+    /// This device's own band per canonical metric, `[min, max]` in the canonical unit, inside
+    /// the metric's possible range (e.g. a river gauge's `water_level = [15.0, 40.0]`): a
+    /// reading outside is rejected as `invalid_value`.
+    #[serde(default)]
+    pub ranges: std::collections::BTreeMap<String, [f64; 2]>,
 }
 
 fn default_position_source() -> String {
@@ -742,8 +764,15 @@ impl Config {
         let mut device_ids = HashSet::new();
         for (&i, d) in device_index.iter().zip(&self.devices) {
             let at = |key: &str| format!("devices[{i}].{key}");
-            if d.id.is_empty() {
-                problem(at("id"), "must not be empty".into());
+            if !crate::normalise::valid_device_id(&d.id) {
+                problem(
+                    at("id"),
+                    format!(
+                        "{:?} is not 1–{} characters of A–Z a–z 0–9 . _ : ~ @ -",
+                        d.id,
+                        crate::normalise::DEVICE_ID_MAX
+                    ),
+                );
             }
             if !device_ids.insert(d.id.clone()) {
                 problem(at("id"), format!("duplicate device id {:?}", d.id));
@@ -759,6 +788,27 @@ impl Config {
                     at("flood_levels"),
                     "must be at most three strictly increasing levels [BĐ1, BĐ2, BĐ3]".into(),
                 );
+            }
+            for (metric, &[lo, hi]) in &d.ranges {
+                let at = at(&format!("ranges.{metric}"));
+                match crate::normalise::catalog::lookup(metric) {
+                    Some(spec) if spec.name == metric => {
+                        let (min, max) = spec.range;
+                        if !(lo < hi && min <= lo && hi <= max) {
+                            problem(
+                                at,
+                                format!(
+                                    "[{lo}, {hi}] must be increasing and within {metric}'s possible range [{min}, {max}] {}",
+                                    spec.unit
+                                ),
+                            );
+                        }
+                    }
+                    Some(spec) => {
+                        problem(at, format!("use the canonical metric name {:?}", spec.name))
+                    }
+                    None => problem(at, format!("unknown metric {metric:?}")),
+                }
             }
         }
     }
@@ -810,11 +860,30 @@ fn validate_mapping(m: &JsonMapping, at: &str, problem: &mut impl FnMut(String, 
                 ),
             );
         }
-        if crate::normalise::catalog::lookup(&mm.metric).is_none() {
-            problem(
+        match (crate::normalise::catalog::lookup(&mm.metric), &mm.unit) {
+            (None, _) => problem(
                 format!("{at}.metrics[{j}].metric"),
                 format!("unknown metric {:?}", mm.metric),
-            );
+            ),
+            // A bare number is read in no unit: the mapping says which.
+            (Some(spec), None) if !spec.unitless() => problem(
+                format!("{at}.metrics[{j}].unit"),
+                format!(
+                    "required for {} (canonical unit {}): the unit the vendor's values are in",
+                    spec.name, spec.unit
+                ),
+            ),
+            (Some(spec), Some(unit)) => {
+                if let Err(e) = crate::normalise::units::convert(
+                    spec,
+                    1.0,
+                    unit,
+                    crate::normalise::units::Vocabulary::Plain,
+                ) {
+                    problem(format!("{at}.metrics[{j}].unit"), e.to_string());
+                }
+            }
+            (Some(_), None) => {}
         }
     }
 }

@@ -50,6 +50,7 @@ pub fn devices(per_city: usize) -> Vec<DeviceConfig> {
                 position_source: "synthetic".into(),
                 interval: None,
                 flood_levels: Vec::new(),
+                ranges: Default::default(),
             })
         })
         .collect()

@@ -212,6 +212,40 @@ pub struct Observation {
     pub location: Option<Location>,
 }
 
+/// What a decoder read from one message. A format reads a message whole or not at all, except
+/// where it holds independent parts (an entity of an NGSI-LD array, a SenML record): a part it
+/// cannot read is rejected with its reason and the rest goes on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    pub observations: Vec<Observation>,
+    /// Parts of the message that could not be read, each with its reason.
+    pub rejected: Vec<Rejection>,
+    /// Fields the format's catalogue says are not measurements (metadata, identity,
+    /// thresholds), by the catalogue's name for them; counted, never stored.
+    pub ignored: Vec<&'static str>,
+}
+
+impl From<Vec<Observation>> for Decoded {
+    fn from(observations: Vec<Observation>) -> Decoded {
+        Decoded {
+            observations,
+            ..Decoded::default()
+        }
+    }
+}
+
+/// What normalising one message produced: the readings to store, and what of it was rejected
+/// or ignored. Every observation ends in exactly one of `readings` and `rejected` (two
+/// observations with the same value for one series and time make one reading).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Normalised {
+    pub readings: Vec<Reading>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejection>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<&'static str>,
+}
+
 /// The canonical reading every consumer sees: canonical metric name and unit, UTC time.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reading {
@@ -247,6 +281,17 @@ impl Rejection {
     }
 }
 
+impl Rejection {
+    /// Several rejections as one line: `reason: detail; reason: detail`.
+    pub fn joined(rejected: &[Rejection]) -> String {
+        rejected
+            .iter()
+            .map(Rejection::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.reason, self.detail)
@@ -261,6 +306,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "malformed_json",
     "invalid_schema",
     "missing_device_id",
+    "invalid_device_id",
     "missing_timestamp",
     "invalid_timestamp",
     "unsupported_entity_type",
@@ -271,5 +317,6 @@ pub const REJECT_REASONS: &[&str] = &[
     "expired_timestamp",
     "invalid_location",
     "unknown_status",
+    "conflict",
     "influx_rejected",
 ];

@@ -19,11 +19,11 @@ use tracing::{error, trace, warn};
 
 use crate::config::IngestConfig;
 use crate::decode::Decoder;
-use crate::model::{Reading, Rejection};
+use crate::model::{Normalised, Reading, Rejection};
 use crate::normalise::Normaliser;
 use crate::source::{AckToken, Delivery};
 use crate::stats::{FeedStats, names};
-use crate::store::{Content, Envelope, Outcome, StoreWriter};
+use crate::store::{Content, Envelope, Outcome, Partial, StoreWriter};
 
 /// A decoded (or rejected) message waiting for its commit.
 #[derive(Debug)]
@@ -66,7 +66,8 @@ impl std::fmt::Debug for FeedLink {
     }
 }
 
-/// Turn one raw message into what the store keeps: its readings, or its quarantine record.
+/// Turn one raw message into what the store keeps: its readings (and what of it was rejected
+/// or ignored), or, when nothing of it can be stored, the reason.
 pub fn process(
     decoder: &Decoder,
     normaliser: &Normaliser,
@@ -75,7 +76,7 @@ pub fn process(
     payload: &Bytes,
     received_at: Timestamp,
     now: Timestamp,
-) -> Result<Vec<Reading>, Rejection> {
+) -> Result<Normalised, Rejection> {
     if payload.len() > limits.max_payload_bytes {
         return Err(Rejection::new(
             "payload_too_large",
@@ -86,21 +87,35 @@ pub fn process(
             ),
         ));
     }
-    let observations = decoder.decode(topic, payload, received_at)?;
-    normaliser.normalise(observations, received_at, now)
+    let decoded = decoder.decode(topic, payload, received_at)?;
+    normaliser.normalise(decoded, decoder.vocabulary(), received_at, now)
+}
+
+/// What a feed's decode task works with.
+#[derive(Debug)]
+pub struct FeedStage {
+    pub decoder: Decoder,
+    pub normaliser: Normaliser,
+    pub limits: IngestConfig,
+    pub stats: Arc<FeedStats>,
 }
 
 /// The decode task of one feed. Ends when its input closes (the connection stopped intake) or
 /// the store queue is gone.
 pub async fn run_feed(
     feed_index: usize,
-    decoder: Decoder,
-    normaliser: Normaliser,
-    limits: IngestConfig,
+    stage: FeedStage,
     mut input: mpsc::Receiver<Delivery>,
     store: mpsc::Sender<Pending>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
+    let FeedStage {
+        decoder,
+        normaliser,
+        limits,
+        stats,
+    } = stage;
+    let mut ignored = IgnoredCounters::new(&stats);
     loop {
         let delivery = tokio::select! {
             biased;
@@ -115,6 +130,7 @@ pub async fn run_feed(
             break;
         };
         let now = Timestamp::now();
+        let mut partial = None;
         let content = match process(
             &decoder,
             &normaliser,
@@ -124,7 +140,19 @@ pub async fn run_feed(
             message.received_at,
             now,
         ) {
-            Ok(readings) => Content::Readings(readings),
+            Ok(n) => {
+                ignored.count(&n.ignored);
+                if !n.rejected.is_empty() {
+                    trace!(feed = %message.feed, topic = message.topic, rejected = n.rejected.len(), "Parts of a message rejected.");
+                    let keep = message.payload.len().min(limits.quarantine_max_bytes);
+                    partial = Some(Box::new(Partial {
+                        rejected: n.rejected,
+                        payload: message.payload.slice(..keep),
+                        payload_size: message.payload.len(),
+                    }));
+                }
+                Content::Readings(n.readings)
+            }
             Err(rejection) => {
                 trace!(feed = %message.feed, topic = message.topic, %rejection, "Message rejected.");
                 let keep = message.payload.len().min(limits.quarantine_max_bytes);
@@ -142,12 +170,48 @@ pub async fn run_feed(
                 topic: message.topic,
                 received_at: message.received_at,
                 content,
+                partial,
             },
             feed_index,
             ack,
         };
         if store.send(pending).await.is_err() {
             break;
+        }
+    }
+}
+
+/// The Prometheus counters of ignored fields of one feed, registered on first use: a field
+/// name comes from the formats' catalogues, so there are few.
+struct IgnoredCounters {
+    stats: Arc<FeedStats>,
+    counters: Vec<(&'static str, metrics::Counter)>,
+}
+
+impl IgnoredCounters {
+    fn new(stats: &Arc<FeedStats>) -> IgnoredCounters {
+        IgnoredCounters {
+            stats: Arc::clone(stats),
+            counters: Vec::new(),
+        }
+    }
+
+    fn count(&mut self, fields: &[&'static str]) {
+        if fields.is_empty() {
+            return;
+        }
+        self.stats.ignored(fields.len());
+        for &field in fields {
+            let i = match self.counters.iter().position(|(f, _)| *f == field) {
+                Some(i) => i,
+                None => {
+                    let feed = self.stats.feed.to_string();
+                    let c = metrics::counter!(names::IGNORED, "feed" => feed, "field" => field);
+                    self.counters.push((field, c));
+                    self.counters.len() - 1
+                }
+            };
+            self.counters[i].1.increment(1);
         }
     }
 }
@@ -220,12 +284,30 @@ pub fn run_commits(
         for ((envelope, outcome), (feed_index, ack)) in envelopes.iter().zip(&outcomes).zip(acks) {
             let link = &feeds[feed_index];
             match (outcome, &envelope.content) {
-                (Outcome::Stored { inserted }, _) => link.stats.stored(*inserted),
+                (
+                    Outcome::Stored {
+                        inserted,
+                        conflicts,
+                    },
+                    _,
+                ) => {
+                    link.stats.stored(*inserted);
+                    link.stats.conflicts(*conflicts);
+                }
                 (Outcome::Duplicate, _) => link.stats.duplicate(),
+                (Outcome::Conflicted { conflicts }, _) => {
+                    link.stats.rejected("conflict");
+                    link.stats.conflicts(*conflicts);
+                }
                 (Outcome::Rejected, Content::Rejected { rejection, .. }) => {
                     link.stats.rejected(rejection.reason)
                 }
                 (Outcome::Rejected, _) => link.stats.rejected("unknown"),
+            }
+            if let Some(p) = &envelope.partial
+                && matches!(outcome, Outcome::Stored { .. })
+            {
+                link.stats.partial(&p.rejected);
             }
             link.stats.committed(now, envelope.received_at);
             let latency = (now.as_millisecond() - envelope.received_at.as_millisecond()) as f64;

@@ -20,6 +20,12 @@ pub mod names {
     pub const REJECTED: &str = "ioc_messages_rejected_total";
     pub const DUPLICATE: &str = "ioc_messages_duplicate_total";
     pub const READINGS: &str = "ioc_readings_stored_total";
+    /// Parts of stored messages quarantined, by reason (the message's other readings stored).
+    pub const READINGS_REJECTED: &str = "ioc_readings_rejected_total";
+    /// Readings whose device, metric and time were already stored with another value.
+    pub const CONFLICTS: &str = "ioc_reading_conflicts_total";
+    /// Fields a format's catalogue says are not measurements, by field.
+    pub const IGNORED: &str = "ioc_fields_ignored_total";
     pub const CONNECTED: &str = "ioc_feed_connected";
     pub const RECONNECTS: &str = "ioc_mqtt_connections_total";
     pub const SESSION_LOST: &str = "ioc_mqtt_session_lost_total";
@@ -46,6 +52,10 @@ pub struct FeedStats {
     rejected: AtomicU64,
     duplicate: AtomicU64,
     readings: AtomicU64,
+    partial: AtomicU64,
+    readings_rejected: AtomicU64,
+    conflicts: AtomicU64,
+    ignored: AtomicU64,
     connections: AtomicU64,
     sessions_lost: AtomicU64,
     stale_acks: AtomicU64,
@@ -90,6 +100,10 @@ impl FeedStats {
             rejected: AtomicU64::new(0),
             duplicate: AtomicU64::new(0),
             readings: AtomicU64::new(0),
+            partial: AtomicU64::new(0),
+            readings_rejected: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             sessions_lost: AtomicU64::new(0),
             stale_acks: AtomicU64::new(0),
@@ -147,6 +161,30 @@ impl FeedStats {
         counter!(names::REJECTED, "feed" => self.feed.to_string(), "reason" => reason).increment(1);
     }
 
+    /// A stored message had these parts quarantined.
+    pub fn partial(&self, rejected: &[crate::model::Rejection]) {
+        self.partial.fetch_add(1, Relaxed);
+        self.readings_rejected
+            .fetch_add(rejected.len() as u64, Relaxed);
+        for r in rejected {
+            counter!(names::READINGS_REJECTED, "feed" => self.feed.to_string(), "reason" => r.reason)
+                .increment(1);
+        }
+    }
+
+    /// Readings that met a stored reading of the same series and time with another value.
+    pub fn conflicts(&self, n: usize) {
+        if n > 0 {
+            self.conflicts.fetch_add(n as u64, Relaxed);
+            counter!(names::CONFLICTS, &self.label()).increment(n as u64);
+        }
+    }
+
+    /// Fields ignored (see `pipeline::IgnoredCounters` for the per-field metric).
+    pub fn ignored(&self, n: usize) {
+        self.ignored.fetch_add(n as u64, Relaxed);
+    }
+
     pub fn duplicate(&self) {
         self.duplicate.fetch_add(1, Relaxed);
         self.per_message.duplicate.increment(1);
@@ -199,6 +237,10 @@ impl FeedStats {
             duplicate,
             in_flight: received.saturating_sub(stored + rejected + duplicate),
             readings: self.readings.load(Relaxed),
+            partial: self.partial.load(Relaxed),
+            readings_rejected: self.readings_rejected.load(Relaxed),
+            conflicts: self.conflicts.load(Relaxed),
+            ignored_fields: self.ignored.load(Relaxed),
             connections: self.connections.load(Relaxed),
             sessions_lost: self.sessions_lost.load(Relaxed),
             stale_acks_dropped: self.stale_acks.load(Relaxed),
@@ -224,6 +266,15 @@ pub struct FeedSnapshot {
     /// Received but not yet stored, rejected or counted duplicate.
     pub in_flight: u64,
     pub readings: u64,
+    /// Stored messages of which parts were quarantined (counted in `stored` too).
+    pub partial: u64,
+    /// Those quarantined parts.
+    pub readings_rejected: u64,
+    /// Readings that met a stored reading of their series and time with another value (one
+    /// of the two kept per `store.on_conflict`, the other recorded as a `conflict` reject).
+    pub conflicts: u64,
+    /// Fields the formats' catalogues ignore (metadata, thresholds, references).
+    pub ignored_fields: u64,
     pub connections: u64,
     pub sessions_lost: u64,
     pub stale_acks_dropped: u64,

@@ -1,8 +1,11 @@
 //! Decoder cases as data (Telegraf style): every folder under `tests/fixtures/decode/` holds
 //! `case.toml` (feed name and topic), `payload.json` or `payload.bin`, optionally a
 //! `config.toml` (else `config/default.toml`), and `expected.json` — the readings the real
-//! decoder + normaliser must produce, or the reason the message must be rejected. Adding a case
-//! is adding a folder. `UPDATE_FIXTURES=1` writes `expected.json` for review.
+//! decoder + normaliser must produce with the reasons of the parts rejected beside them
+//! (`"rejected": [{"reason": …}]`) and the fields ignored, or the reason the whole message must
+//! be rejected (`"rejected": {"reason": …}`). Adding a case is adding a folder. Folders written
+//! from a specification carry an `intent.md` saying what must come out and why.
+//! `UPDATE_FIXTURES=1` writes `expected.json` for review.
 
 use std::path::Path;
 
@@ -43,7 +46,21 @@ fn run_case(dir: &Path) -> Result<(), String> {
         now,
     );
     let actual = match &result {
-        Ok(readings) => json!({ "readings": readings }),
+        Ok(n) => {
+            let mut out = json!({ "readings": n.readings });
+            if !n.rejected.is_empty() {
+                let reasons: Vec<Value> = n
+                    .rejected
+                    .iter()
+                    .map(|r| json!({ "reason": r.reason }))
+                    .collect();
+                out["rejected"] = Value::Array(reasons);
+            }
+            if !n.ignored.is_empty() {
+                out["ignored"] = json!(n.ignored);
+            }
+            out
+        }
         Err(rejection) => json!({ "rejected": { "reason": rejection.reason } }),
     };
     let expected_path = dir.join("expected.json");
@@ -58,10 +75,14 @@ fn run_case(dir: &Path) -> Result<(), String> {
     )
     .map_err(|e| format!("expected.json: {e}"))?;
     if actual != expected {
-        let detail = result
-            .err()
-            .map(|r| format!("\n  rejection detail: {}", r.detail))
-            .unwrap_or_default();
+        let detail = match result {
+            Err(r) => format!("\n  rejection detail: {}", r.detail),
+            Ok(n) => n
+                .rejected
+                .iter()
+                .map(|r| format!("\n  part rejected: {}: {}", r.reason, r.detail))
+                .collect(),
+        };
         return Err(format!(
             "expected {}\n  got {}{detail}",
             serde_json::to_string(&expected).unwrap(),

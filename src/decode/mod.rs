@@ -13,7 +13,8 @@ use jiff::{Timestamp, civil, tz};
 use serde::{Deserialize, de};
 
 use crate::config::{FeedConfig, FeedFormat};
-use crate::model::{Observation, ObservedValue, Rejection};
+use crate::model::{Decoded, ObservedValue, Rejection};
+use crate::normalise::units::Vocabulary;
 
 pub use mapping::JsonMappingDecoder;
 pub use ngsi_ld::NgsiLdDecoder;
@@ -51,12 +52,21 @@ impl Decoder {
         topic: &str,
         payload: &[u8],
         received_at: Timestamp,
-    ) -> Result<Vec<Observation>, DecodeError> {
+    ) -> Result<Decoded, DecodeError> {
         match self {
             Decoder::ThaiNguyen(d) => d.decode(topic, payload),
             Decoder::SenMl(d) => d.decode(topic, payload, received_at),
             Decoder::NgsiLd(d) => d.decode(payload),
-            Decoder::Json(d) => d.decode(topic, payload, received_at),
+            Decoder::Json(d) => d.decode(topic, payload, received_at).map(Decoded::from),
+        }
+    }
+
+    /// The unit symbols this format writes.
+    pub fn vocabulary(&self) -> Vocabulary {
+        match self {
+            Decoder::ThaiNguyen(_) | Decoder::Json(_) => Vocabulary::Plain,
+            Decoder::SenMl(_) => Vocabulary::SenMl,
+            Decoder::NgsiLd(_) => Vocabulary::UnCefact,
         }
     }
 }
@@ -215,6 +225,16 @@ fn parse_time(s: &str, offset: tz::Offset) -> Result<Timestamp, DecodeError> {
         .and_then(|dt| dt.to_zoned(tz::TimeZone::fixed(offset)).ok())
         .map(|z| z.timestamp())
         .ok_or_else(|| DecodeError::InvalidTimestamp(format!("{s:?} is not a time")))
+}
+
+/// A numeric epoch time whose unit the format does not fix: seconds, or milliseconds when it
+/// is too large to be seconds (10¹¹ s is the year 5138; 10¹¹ ms is 1973).
+fn from_epoch(value: f64) -> Option<Timestamp> {
+    if value.abs() >= 1e11 {
+        from_epoch_seconds(value / 1000.0)
+    } else {
+        from_epoch_seconds(value)
+    }
 }
 
 /// Seconds since the epoch (fractional allowed) → instant.

@@ -9,8 +9,8 @@ use jiff::{Timestamp, tz};
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
 
-use super::{DecodeError, parse_json, parse_time};
-use crate::model::{Location, Observation, ObservedValue};
+use super::{DecodeError, Scalar, parse_json, parse_time};
+use crate::model::{Decoded, Location, Observation, ObservedValue, Rejection};
 
 #[derive(Debug, Clone)]
 pub struct NgsiLdDecoder {
@@ -36,12 +36,23 @@ const TIME_KEYS: &[&str] = &[
     "dateLastReported",
 ];
 
-/// Attributes that are not measurements: identity, metadata, thresholds, descriptive text.
-const SKIP: &[&str] = &[
+/// Attributes the decoder reads for what they say of the entity, not as readings.
+const USED: &[&str] = &[
     "id",
     "type",
-    "@context",
     "location",
+    "status",
+    "dateObserved",
+    "dateObservedFrom",
+    "dateObservedTo",
+    "observationDateTime",
+    "dateLastReported",
+];
+
+/// Attributes of the Smart Data Models we accept that are not measurements: identity,
+/// metadata, thresholds, qualitative levels, descriptive text. Ignored and counted; any other
+/// attribute that is not a metric is rejected as `unknown_metric`.
+const IGNORED: &[&str] = &[
     "address",
     "name",
     "description",
@@ -55,19 +66,17 @@ const SKIP: &[&str] = &[
     "refStreetlightGroup",
     "refStreetlightModel",
     "refStreetlightControlCabinet",
+    "refWeatherObserved",
+    "refRoadSegment",
     "areaServed",
     "dateCreated",
     "dateModified",
-    "dateObserved",
-    "dateObservedFrom",
-    "dateObservedTo",
-    "observationDateTime",
-    "dateLastReported",
     "dateLastLampChange",
     "dateLastSwitchingOn",
     "dateLastSwitchingOff",
     "dateServiceStarted",
     "typeOfLocation",
+    "typeofLocation",
     "airQualityLevel",
     "airQualityIndex",
     "reliability",
@@ -90,7 +99,6 @@ const SKIP: &[&str] = &[
     "measuredDistance",
     "stationID",
     "stationName",
-    "status",
     "circuit",
     "feederID",
     "lanternHeight",
@@ -104,8 +112,46 @@ const SKIP: &[&str] = &[
     "annotations",
 ];
 
-/// Smart Data Models attributes that are 0–1 fractions when no unit is given.
-const FRACTIONS: &[&str] = &["relativeHumidity", "occupancy", "illuminanceLevel"];
+/// The Smart Data Models' units for attributes sent without a `unitCode`, where the model
+/// defines one (UN/CEFACT codes). An attribute not listed needs its `unitCode`.
+const DEFAULT_UNITS: &[(&str, &str)] = &[
+    // AirQualityObserved: pollutants in micrograms per cubic metre; WeatherObserved.
+    ("pm25", "GQ"),
+    ("pm10", "GQ"),
+    ("pm1", "GQ"),
+    ("no2", "GQ"),
+    ("so2", "GQ"),
+    ("co", "GQ"),
+    ("o3", "GQ"),
+    ("no", "GQ"),
+    ("nox", "GQ"),
+    ("PM25", "GQ"),
+    ("PM10", "GQ"),
+    ("PM1", "GQ"),
+    ("NO2", "GQ"),
+    ("SO2", "GQ"),
+    ("CO", "GQ"),
+    ("O3", "GQ"),
+    ("NO", "GQ"),
+    ("NOx", "GQ"),
+    ("co2", "59"),
+    ("CO2", "59"),
+    ("temperature", "CEL"),
+    ("relativeHumidity", "C62"),
+    ("windSpeed", "MTS"),
+    ("windDirection", "DD"),
+    ("atmosphericPressure", "A97"),
+    ("precipitation", "MMT"),
+    // FloodMonitoring.
+    ("currentLevel", "MTR"),
+    // TrafficFlowObserved.
+    ("occupancy", "C62"),
+    ("averageVehicleSpeed", "KMH"),
+    ("averageHeadwayTime", "SEC"),
+    ("averageVehicleLength", "MTR"),
+    // Streetlight.
+    ("illuminanceLevel", "C62"),
+];
 
 /// An entity as attribute name → raw JSON: only the attributes that matter are parsed further.
 /// Ordered, so readings come out in a deterministic (alphabetical) order.
@@ -124,24 +170,42 @@ struct Property<'a> {
     observed_at: Option<&'a RawValue>,
 }
 
-/// `SKIP` by name length: a lookup compares only the few names of the key's length (cheaper
-/// than hashing every attribute name with SipHash, which showed in the profile).
-static SKIPPED: LazyLock<Vec<Vec<&'static str>>> = LazyLock::new(|| {
-    let mut by_len = vec![Vec::new(); SKIP.iter().map(|s| s.len()).max().unwrap_or(0) + 1];
-    for s in SKIP {
+/// `IGNORED` by name length: a lookup compares only the few names of the key's length
+/// (cheaper than hashing every attribute name with SipHash, which showed in the profile).
+static IGNORED_BY_LEN: LazyLock<Vec<Vec<&'static str>>> = LazyLock::new(|| {
+    let mut by_len = vec![Vec::new(); IGNORED.iter().map(|s| s.len()).max().unwrap_or(0) + 1];
+    for s in IGNORED {
         by_len[s.len()].push(*s);
     }
     by_len
 });
 
-fn skipped(key: &str) -> bool {
-    SKIPPED
+/// The catalogue's name of an ignored attribute.
+fn ignored(key: &str) -> Option<&'static str> {
+    IGNORED_BY_LEN
         .get(key.len())
-        .is_some_and(|names| names.contains(&key))
+        .and_then(|names| names.iter().find(|n| **n == key).copied())
+}
+
+fn default_unit(key: &str) -> Option<&'static str> {
+    DEFAULT_UNITS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, u)| *u)
+}
+
+/// The device of an entity id: what follows `urn:ngsi-ld:<Type>:` (which may hold colons
+/// itself, e.g. a time), or the whole id when it is not such a URN.
+fn device_of(id: &str) -> &str {
+    id.strip_prefix("urn:ngsi-ld:")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(_, device)| device)
+        .filter(|d| !d.is_empty())
+        .unwrap_or(id)
 }
 
 impl NgsiLdDecoder {
-    pub fn decode(&self, payload: &[u8]) -> Result<Vec<Observation>, DecodeError> {
+    pub fn decode(&self, payload: &[u8]) -> Result<Decoded, DecodeError> {
         let text = super::text(payload)?;
         let entities: Vec<Entity<'_>> = match text.trim_start().as_bytes().first() {
             Some(b'[') => parse_json(payload)?,
@@ -157,11 +221,19 @@ impl NgsiLdDecoder {
         if entities.is_empty() {
             return Err(DecodeError::Schema("empty array of entities".into()));
         }
-        let mut out = Vec::new();
-        for entity in &entities {
-            self.entity(entity, &mut out)?;
+        let mut out = Decoded::default();
+        for (i, entity) in entities.iter().enumerate() {
+            // An entity that cannot be read is rejected alone; the others are still stored.
+            if let Err(e) = self.entity(entity, &mut out) {
+                let detail = if entities.len() > 1 {
+                    format!("entity {i} of {}: {e}", entities.len())
+                } else {
+                    e.to_string()
+                };
+                out.rejected.push(Rejection::new(e.reason(), detail));
+            }
         }
-        if out.is_empty() {
+        if out.observations.is_empty() && out.rejected.is_empty() {
             return Err(DecodeError::Schema(
                 "no measured attributes in the entities".into(),
             ));
@@ -169,7 +241,9 @@ impl NgsiLdDecoder {
         Ok(out)
     }
 
-    fn entity(&self, e: &Entity<'_>, out: &mut Vec<Observation>) -> Result<(), DecodeError> {
+    /// Read one entity's attributes into `out`: each becomes observations, a rejection with
+    /// its reason, or an ignored field. `Err` when the entity as a whole cannot be read.
+    fn entity(&self, e: &Entity<'_>, out: &mut Decoded) -> Result<(), DecodeError> {
         let string = |key: &str| -> Option<String> {
             e.get(key)
                 .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
@@ -187,13 +261,7 @@ impl NgsiLdDecoder {
                 SUPPORTED.join(", ")
             )));
         }
-        // `urn:ngsi-ld:AirQualityObserved:PY-AQ-01` → `PY-AQ-01`.
-        let device = id
-            .rsplit(':')
-            .next()
-            .filter(|d| !d.is_empty())
-            .unwrap_or(&id)
-            .to_owned();
+        let device = device_of(&id).to_owned();
         let small =
             |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_err(super::json_error);
         let entity_time = match TIME_KEYS.iter().find_map(|k| e.get(*k)) {
@@ -205,69 +273,82 @@ impl NgsiLdDecoder {
             None => None,
         };
         let status = match e.get("status") {
-            Some(raw) => property_value(&small(raw)?).as_str().map(str::to_owned),
+            Some(raw) => match property_value(&small(raw)?) {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => {
+                    return Err(DecodeError::InvalidValue(format!(
+                        "entity {id}: status {other} is not a word"
+                    )));
+                }
+            },
             None => None,
         };
-
+        let observed = |key: &str, value: Scalar, unit: Option<String>, at| Observation {
+            device_id: device.clone(),
+            domain_hint: Some(kind.clone()),
+            name: key.to_owned(),
+            value: match value {
+                Scalar::Number(v) => ObservedValue::Number(v),
+                Scalar::Bool(b) => ObservedValue::Bool(b),
+                Scalar::Text(t) => ObservedValue::Text(t),
+                Scalar::Null => unreachable!("nulls are rejected before"),
+            },
+            unit: unit.or_else(|| default_unit(key).map(str::to_owned)),
+            observed_at: at,
+            status: status.clone(),
+            location: location.clone(),
+        };
         for (key, raw) in e {
-            if key.starts_with('@') || skipped(key) {
+            if key.starts_with('@') || USED.contains(&key.as_ref()) {
                 continue;
             }
-            let (value, unit, observed) = match raw.get().as_bytes().first() {
-                Some(b'{') => {
-                    let Ok(p) = serde_json::from_str::<Property<'_>>(raw.get()) else {
-                        continue;
-                    };
-                    if p.kind.as_deref() == Some("Relationship") {
-                        continue;
-                    }
-                    let Some(value) = p.value else { continue };
-                    (value, p.unit_code, p.observed_at)
-                }
-                _ => (*raw, None, None),
-            };
-            let value = match value.get().as_bytes().first() {
-                Some(b'-' | b'0'..=b'9') => match serde_json::from_str::<f64>(value.get()) {
-                    Ok(v) => ObservedValue::Number(v),
-                    Err(_) => {
-                        return Err(DecodeError::InvalidValue(format!(
-                            "entity {id}: {key} is not a finite number"
-                        )));
-                    }
-                },
-                Some(b't') => ObservedValue::Bool(true),
-                Some(b'f') => ObservedValue::Bool(false),
-                // Text is a reading only for on/off states; other text is descriptive.
-                Some(b'"') if key == "powerState" => {
-                    match serde_json::from_str::<String>(value.get()) {
-                        Ok(s) => ObservedValue::Text(s),
-                        Err(_) => continue,
-                    }
-                }
-                _ => continue,
-            };
-            let observed_at = match observed {
-                Some(t) => Some(self.time(&small(t)?, &id)?),
-                None => entity_time,
-            };
-            if observed_at.is_none() {
-                return Err(DecodeError::MissingTimestamp(format!(
-                    "entity {id}: no observedAt on {key} and no dateObserved / observationDateTime"
-                )));
+            if let Some(field) = ignored(key) {
+                out.ignored.push(field);
+                continue;
             }
-            let unit = unit
-                .map(Cow::into_owned)
-                .or_else(|| FRACTIONS.contains(&key.as_ref()).then(|| "1".to_owned()));
-            out.push(Observation {
-                device_id: device.clone(),
-                domain_hint: Some(kind.clone()),
-                name: key.clone().into_owned(),
-                value,
-                unit,
-                observed_at,
-                status: status.clone(),
-                location: location.clone(),
-            });
+            let reject = |reason: &'static str, why: String| {
+                Rejection::new(reason, format!("entity {id}: {key} {why}"))
+            };
+            let instances = match instances(raw) {
+                Ok(Attribute::Relationship) => {
+                    out.ignored.push("Relationship");
+                    continue;
+                }
+                Ok(Attribute::Instances(i)) => i,
+                Err(why) => {
+                    out.rejected.push(reject("invalid_value", why));
+                    continue;
+                }
+            };
+            for instance in instances {
+                let at = match instance.observed_at {
+                    Some(t) => match small(t).and_then(|t| self.time(&t, &id)) {
+                        Ok(t) => Some(t),
+                        Err(err) => {
+                            out.rejected.push(reject(err.reason(), err.to_string()));
+                            continue;
+                        }
+                    },
+                    None => entity_time,
+                };
+                if at.is_none() {
+                    out.rejected.push(reject(
+                        "missing_timestamp",
+                        "has no observedAt, and the entity no dateObserved / observationDateTime"
+                            .into(),
+                    ));
+                    continue;
+                }
+                match instance.value {
+                    Scalar::Null => {
+                        out.rejected.push(reject("invalid_value", "is null".into()));
+                    }
+                    value => out
+                        .observations
+                        .push(observed(key, value, instance.unit, at)),
+                }
+            }
         }
         Ok(())
     }
@@ -298,6 +379,86 @@ fn property_value(v: &Value) -> &Value {
     match v {
         Value::Object(o) if o.contains_key("value") => &o["value"],
         other => other,
+    }
+}
+
+/// An attribute: a reference to another entity, or its value instances (one, or several
+/// with a `datasetId` each).
+enum Attribute<'a> {
+    Relationship,
+    Instances(Vec<Instance<'a>>),
+}
+
+/// One value of an attribute, with its own unit and time if it has them.
+struct Instance<'a> {
+    value: Scalar,
+    unit: Option<String>,
+    observed_at: Option<&'a RawValue>,
+}
+
+/// The instances of an attribute: a bare value (key-values form), a Property, or an array of
+/// Properties (multi-attribute instances). `Err` says why it holds no value we can read.
+fn instances<'a>(raw: &'a RawValue) -> Result<Attribute<'a>, String> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let p: Property<'a> = serde_json::from_str(text)
+                .map_err(|e| format!("is not an NGSI-LD property: {e}"))?;
+            match p.kind.as_deref() {
+                Some("Relationship") => return Ok(Attribute::Relationship),
+                Some("GeoProperty") => return Err("is a GeoProperty, not a measurement".into()),
+                _ => {}
+            }
+            let value = p
+                .value
+                .ok_or("has no \"value\" (a structured value is not a measurement)")?;
+            Ok(Attribute::Instances(vec![Instance {
+                value: scalar(value)?,
+                unit: p.unit_code.map(Cow::into_owned),
+                observed_at: p.observed_at,
+            }]))
+        }
+        Some(b'[') => {
+            let items: Vec<&'a RawValue> = serde_json::from_str(text)
+                .map_err(|e| format!("is not an array of values: {e}"))?;
+            if items.is_empty() || !items.iter().all(|i| i.get().starts_with('{')) {
+                return Err("is an array, not a value or an array of property instances".into());
+            }
+            let mut all = Vec::with_capacity(items.len());
+            for item in items {
+                match instances(item)? {
+                    Attribute::Instances(mut i) => all.append(&mut i),
+                    Attribute::Relationship => return Ok(Attribute::Relationship),
+                }
+            }
+            Ok(Attribute::Instances(all))
+        }
+        _ => Ok(Attribute::Instances(vec![Instance {
+            value: scalar(raw)?,
+            unit: None,
+            observed_at: None,
+        }])),
+    }
+}
+
+/// A property's value as a scalar; structured values are not measurements.
+fn scalar(raw: &RawValue) -> Result<Scalar, String> {
+    match raw.get().as_bytes().first() {
+        Some(b'{' | b'[') => Err(format!(
+            "is the structured value {}, not a measurement",
+            truncated(raw.get())
+        )),
+        _ => serde_json::from_str::<Scalar>(raw.get()).map_err(|e| match e.to_string() {
+            m if m.contains("number out of range") => "is a number out of range".to_owned(),
+            m => format!("is not a value: {m}"),
+        }),
+    }
+}
+
+fn truncated(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::{DecodeError, from_epoch_seconds, last_topic_level, parse_json};
-use crate::model::{Location, Observation, ObservedValue};
+use super::{DecodeError, from_epoch_seconds, parse_json};
+use crate::model::{Decoded, Location, Observation, ObservedValue, Rejection};
 
 /// Times below this are relative to "now" (RFC 8428 §4.5.3).
 const RELATIVE_LIMIT: f64 = 268_435_456.0;
@@ -77,7 +77,7 @@ impl SenMlDecoder {
         topic: &str,
         payload: &[u8],
         received_at: Timestamp,
-    ) -> Result<Vec<Observation>, DecodeError> {
+    ) -> Result<Decoded, DecodeError> {
         let records: Vec<Record<'_>> = parse_json(payload).map_err(|e| match e {
             DecodeError::Schema(m) => {
                 DecodeError::Schema(format!("a SenML pack is a JSON array of records: {m}"))
@@ -87,10 +87,14 @@ impl SenMlDecoder {
         if records.is_empty() {
             return Err(DecodeError::Schema("empty SenML pack".into()));
         }
+        must_understand(payload)?;
         let mut base = Base::default();
         let mut status: Option<String> = None;
         let (mut lat, mut lon) = (None, None);
-        let mut out = Vec::with_capacity(records.len());
+        let mut out = Decoded {
+            observations: Vec::with_capacity(records.len()),
+            ..Decoded::default()
+        };
         for (i, r) in records.into_iter().enumerate() {
             if let Some(v) = r.bver
                 && v > 10
@@ -99,13 +103,13 @@ impl SenMlDecoder {
                     "record {i}: unsupported SenML version {v}"
                 )));
             }
-            if let Some(bn) = r.bn {
+            if let Some(bn) = r.bn.clone() {
                 base.name = bn;
             }
             if let Some(bt) = r.bt {
                 base.time = bt;
             }
-            if let Some(bu) = r.bu {
+            if let Some(bu) = r.bu.clone() {
                 base.unit = Some(bu);
             }
             if let Some(bv) = r.bv {
@@ -115,91 +119,26 @@ impl SenMlDecoder {
                 base.sum = bs;
             }
             let n = r.n.as_deref().unwrap_or("");
-            // Only built for error messages: this is the hot path.
-            let full_name = || format!("{}{n}", base.name);
-            if base.name.is_empty() && n.is_empty() {
-                return Err(DecodeError::Schema(format!(
-                    "record {i} has no name (bn + n)"
-                )));
+            let unit = r.u.clone().or_else(|| base.unit.clone());
+            match record(i, &base, n, &r, unit.as_deref(), topic, received_at) {
+                Ok(Item::Observation(o)) => out.observations.push(o),
+                Ok(Item::Status(s)) => status = Some(s),
+                Ok(Item::Latitude(v)) => lat = Some(v),
+                Ok(Item::Longitude(v)) => lon = Some(v),
+                Ok(Item::Ignored(field)) => out.ignored.push(field),
+                Err(e) => out.rejected.push(e),
             }
-            let (device, metric) = split_name(&base.name, n, topic).ok_or_else(|| {
-                DecodeError::MissingDeviceId(format!(
-                    "record {i} ({:?}): no device in the name or topic",
-                    full_name()
-                ))
-            })?;
-            let time = base.time + r.t.unwrap_or(0.0);
-            let observed_at = if time.abs() < RELATIVE_LIMIT {
-                from_epoch_seconds(received_at.as_millisecond() as f64 / 1000.0 + time)
-            } else {
-                from_epoch_seconds(time)
-            }
-            .ok_or_else(|| {
-                DecodeError::InvalidTimestamp(format!("record {i}: time {time} is out of range"))
-            })?;
-
-            let value = match (r.v, r.vb, r.vs, r.vd, r.s) {
-                (Some(v), None, None, None, _) => ObservedValue::Number(v + base.value),
-                (None, Some(b), None, None, None) => ObservedValue::Bool(b),
-                (None, None, Some(s), None, None) => {
-                    if metric.eq_ignore_ascii_case("status") {
-                        status = Some(s.into_owned());
-                        continue;
-                    }
-                    if METADATA.iter().any(|m| metric.eq_ignore_ascii_case(m)) {
-                        continue;
-                    }
-                    ObservedValue::Text(s.into_owned())
-                }
-                (None, None, None, Some(_), None) => continue, // opaque data, not a reading
-                (None, None, None, None, Some(s)) => ObservedValue::Number(s + base.sum),
-                (None, None, None, None, None) => {
-                    return Err(DecodeError::Schema(format!(
-                        "record {i} ({}) has no value",
-                        full_name()
-                    )));
-                }
-                _ => {
-                    return Err(DecodeError::Schema(format!(
-                        "record {i} ({}) has more than one value",
-                        full_name()
-                    )));
-                }
-            };
-            if let ObservedValue::Number(v) = value {
-                match metric {
-                    "lat" => {
-                        lat = Some(v);
-                        continue;
-                    }
-                    "lon" => {
-                        lon = Some(v);
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            out.push(Observation {
-                device_id: device.to_owned(),
-                domain_hint: None,
-                name: metric.to_owned(),
-                value,
-                unit: r.u.or_else(|| base.unit.clone()).map(Cow::into_owned),
-                observed_at: Some(observed_at),
-                status: None,
-                location: None,
-            });
         }
         let location = lat.zip(lon).map(|(lat, lon)| Location {
             lat,
             lon,
             ward: None,
         });
-        for o in &mut out {
+        for o in &mut out.observations {
             o.status.clone_from(&status);
             o.location.clone_from(&location);
         }
-        if out.is_empty() {
+        if out.observations.is_empty() && out.rejected.is_empty() {
             return Err(DecodeError::Schema(
                 "the SenML pack holds no measurements".into(),
             ));
@@ -208,14 +147,177 @@ impl SenMlDecoder {
     }
 }
 
-/// Device and metric of a record: the device is the last `:`-separated segment of the base
-/// name (`urn:dev:sc:wl-cau-01:` → `wl-cau-01`) and the metric the record's own name; without
-/// a base name the topic's last level is the device.
-fn split_name<'n>(base: &'n str, n: &'n str, topic: &'n str) -> Option<(&'n str, &'n str)> {
-    let base = base.trim_end_matches([':', '/', '.', '-', '_']);
-    if base.is_empty() {
-        return last_topic_level(topic).map(|d| (d, n));
+/// What one record of a pack is.
+enum Item {
+    Observation(Observation),
+    /// A `status` text record: the status of every reading of the pack.
+    Status(String),
+    Latitude(f64),
+    Longitude(f64),
+    /// Metadata or opaque data, by its catalogue name.
+    Ignored(&'static str),
+}
+
+/// Read record `i`, with the base fields in force and its unit (`u`, else `bu`).
+fn record(
+    i: usize,
+    base: &Base<'_>,
+    n: &str,
+    r: &Record<'_>,
+    unit: Option<&str>,
+    topic: &str,
+    received_at: Timestamp,
+) -> Result<Item, Rejection> {
+    let full_name = || format!("{}{n}", base.name);
+    let reject = |reason: &'static str, why: String| {
+        Rejection::new(reason, format!("record {i} ({:?}): {why}", full_name()))
+    };
+    if base.name.is_empty() && n.is_empty() {
+        return Err(Rejection::new(
+            "invalid_schema",
+            format!("record {i} has no name (bn + n)"),
+        ));
     }
-    let device = base.rsplit([':', '/']).next().filter(|d| !d.is_empty())?;
-    Some((device, n))
+    if !valid_name(&base.name, n) {
+        return Err(reject(
+            "invalid_schema",
+            "the name is not a SenML name (RFC 8428 §4.5.1: it starts with A–Z a–z 0–9 and \
+             holds only those and - : . / _)"
+                .into(),
+        ));
+    }
+    let (device, metric) = split_name(&base.name, n, topic).ok_or_else(|| {
+        reject(
+            "missing_device_id",
+            "no device in the name or the topic".into(),
+        )
+    })?;
+    let value = match (r.v, r.vb, &r.vs, &r.vd, r.s) {
+        (Some(v), None, None, None, _) => ObservedValue::Number(v + base.value),
+        (None, Some(b), None, None, None) => ObservedValue::Bool(b),
+        (None, None, Some(s), None, None) => {
+            if metric.eq_ignore_ascii_case("status") {
+                return Ok(Item::Status(s.to_string()));
+            }
+            if let Some(field) = METADATA.iter().find(|m| metric.eq_ignore_ascii_case(m)) {
+                return Ok(Item::Ignored(field));
+            }
+            ObservedValue::Text(s.to_string())
+        }
+        (None, None, None, Some(_), None) => return Ok(Item::Ignored("vd")),
+        (None, None, None, None, Some(s)) => ObservedValue::Number(s + base.sum),
+        (None, None, None, None, None) => {
+            return Err(reject("invalid_schema", "it has no value".into()));
+        }
+        _ => {
+            return Err(reject(
+                "invalid_schema",
+                "it has more than one value".into(),
+            ));
+        }
+    };
+    if let ObservedValue::Number(v) = value {
+        match (unit, metric.as_ref()) {
+            (Some("lat"), _) | (None, "lat" | "latitude") => return Ok(Item::Latitude(v)),
+            (Some("lon"), _) | (None, "lon" | "longitude") => return Ok(Item::Longitude(v)),
+            _ => {}
+        }
+    }
+    // A name that holds only the device (`urn:dev:ow:10e2073a01080063`, RFC 8428 §5.1.4)
+    // measures what its unit says, where the unit says it unambiguously.
+    let metric = match (metric.as_ref(), unit) {
+        ("", Some("%RH")) => Cow::Borrowed("relative_humidity"),
+        ("", _) => {
+            return Err(reject(
+                "unknown_metric",
+                format!("device {device}: the name says no measurement, and the unit cannot"),
+            ));
+        }
+        _ => metric,
+    };
+    let time = base.time + r.t.unwrap_or(0.0);
+    let observed_at = if time.abs() < RELATIVE_LIMIT {
+        from_epoch_seconds(received_at.as_millisecond() as f64 / 1000.0 + time)
+    } else {
+        from_epoch_seconds(time)
+    }
+    .ok_or_else(|| reject("invalid_timestamp", format!("time {time} is out of range")))?;
+    Ok(Item::Observation(Observation {
+        device_id: device.into_owned(),
+        domain_hint: None,
+        name: metric.into_owned(),
+        value,
+        unit: unit.map(str::to_owned),
+        observed_at: Some(observed_at),
+        status: None,
+        location: None,
+    }))
+}
+
+/// RFC 8428 §4.4: a label ending in `_` must be understood, or the pack must not be used. We
+/// understand none; labels are checked only when the text could hold one.
+fn must_understand(payload: &[u8]) -> Result<(), DecodeError> {
+    if !payload.windows(2).any(|w| w == b"_\"") {
+        return Ok(());
+    }
+    let records: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(payload).map_err(super::json_error)?;
+    for (i, r) in records.iter().enumerate() {
+        if let Some(label) = r.keys().find(|k| k.ends_with('_')) {
+            return Err(DecodeError::Schema(format!(
+                "record {i}: the must-understand field {label:?} is not supported (RFC 8428 §4.4)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 8428 §4.5.1: the resolved name `bn + n` starts with A–Z a–z 0–9 and holds only those
+/// and `- : . / _`.
+fn valid_name(base: &str, n: &str) -> bool {
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'.' | b'/' | b'_');
+    let first = base.bytes().chain(n.bytes()).next();
+    first.is_some_and(|b| b.is_ascii_alphanumeric()) && base.bytes().chain(n.bytes()).all(allowed)
+}
+
+/// Device and measurement of a record's resolved name `bn + n`, whichever side holds which
+/// part: the measurement is what follows the name's last `:` or `/`, the device the segment
+/// before it (`urn:dev:sc:wl-cau-01:` + `level`, or `urn:dev:sc:wl-cau-01:level` in either
+/// field alone). A `urn:dev:<kind>:<id>` name of four segments is the device alone, and a
+/// name ending in a separator names no measurement (the measurement is then empty). A name
+/// without separators is the measurement, and the topic's last level the device.
+fn split_name<'n>(
+    base: &'n str,
+    n: &'n str,
+    topic: &'n str,
+) -> Option<(Cow<'n, str>, Cow<'n, str>)> {
+    let is_sep = |c: char| c == ':' || c == '/';
+    // The usual pack: the base ends with a separator and `n` is a plain name.
+    if base.ends_with(is_sep) && !n.is_empty() && !n.contains(is_sep) {
+        let device = last_segment(base)?;
+        return Some((Cow::Borrowed(device), Cow::Borrowed(n)));
+    }
+    let full: Cow<'n, str> = match (base.is_empty(), n.is_empty()) {
+        (true, _) => Cow::Borrowed(n),
+        (_, true) => Cow::Borrowed(base),
+        _ => Cow::Owned(format!("{base}{n}")),
+    };
+    let Some(at) = full.rfind(is_sep) else {
+        let device = super::last_topic_level(topic)?;
+        return Some((Cow::Borrowed(device), full));
+    };
+    let urn_dev = full.starts_with("urn:dev:") && full.split(':').count() <= 4;
+    let (head, metric) = if urn_dev {
+        (full.as_ref(), "")
+    } else {
+        (&full[..at], &full[at + 1..])
+    };
+    let device = last_segment(head)?.to_owned();
+    Some((Cow::Owned(device), Cow::Owned(metric.to_owned())))
+}
+
+/// The last non-empty `:`- or `/`-separated segment of `name`.
+fn last_segment(name: &str) -> Option<&str> {
+    name.split([':', '/']).rev().find(|s| !s.is_empty())
 }

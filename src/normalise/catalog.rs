@@ -20,6 +20,50 @@ pub struct MetricSpec {
     pub molar_mass: Option<f64>,
     /// Vendor names, compared after `key()`.
     aliases: &'static [&'static str],
+    /// What values it takes.
+    pub kind: Kind,
+    /// The physically possible values, in the canonical unit, both ends included: a value
+    /// outside is impossible, not merely unusual, and is rejected (a gauge's own band can be
+    /// narrower: `[[devices]] ranges`).
+    pub range: (f64, f64),
+}
+
+/// What values a metric takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// A measured quantity: a number, in a unit of its dimension.
+    Number,
+    /// An enumeration: one of these words (compared after `vocabulary::fold`), each stored as
+    /// its number; `true`/`false` are `on`/`off`, and the numbers themselves are accepted.
+    Enumeration(&'static [(&'static str, f64)]),
+}
+
+/// Smart Data Models' Streetlight `powerState` (on, off, low, bootingUp), plus the words
+/// vendors write for on and off.
+pub const POWER_STATES: &[(&str, f64)] = &[
+    ("off", 0.0),
+    ("on", 1.0),
+    ("low", 2.0),
+    ("bootingup", 3.0),
+    ("tat", 0.0),
+    ("bat", 1.0),
+    ("false", 0.0),
+    ("true", 1.0),
+];
+
+impl MetricSpec {
+    /// Whether a bare number is already in the canonical unit: counts, states, pH and ratios
+    /// of one. Every other metric needs a unit.
+    pub fn unitless(&self) -> bool {
+        matches!(self.dim, Count | State | Ph | Dimensionless)
+    }
+
+    const fn range(self, min: f64, max: f64) -> MetricSpec {
+        MetricSpec {
+            range: (min, max),
+            ..self
+        }
+    }
 }
 
 const fn m(
@@ -38,6 +82,8 @@ const fn m(
         factor,
         molar_mass: None,
         aliases,
+        kind: Kind::Number,
+        range: (f64::MIN, f64::MAX),
     }
 }
 
@@ -50,6 +96,9 @@ const fn gas(name: &'static str, molar_mass: f64, aliases: &'static [&'static st
         factor: 1.0,
         molar_mass: Some(molar_mass),
         aliases,
+        kind: Kind::Number,
+        // Up to 0.1 % of the air by mass: beyond any ambient or stack measurement.
+        range: (0.0, 1_000_000.0),
     }
 }
 
@@ -57,7 +106,8 @@ use Dim::*;
 use Domain::{AirQuality, Lighting, Traffic, Water, Weather};
 
 pub static METRICS: &[MetricSpec] = &[
-    // Air quality: µg/m³ for every pollutant (VN_AQI uses µg/m³ for CO too).
+    // Air quality: µg/m³ for every pollutant (VN_AQI uses µg/m³ for CO too). No concentration
+    // is negative; 100 mg/m³ of particles is beyond the worst dust storm.
     m(
         "pm25",
         "µg/m³",
@@ -65,7 +115,8 @@ pub static METRICS: &[MetricSpec] = &[
         MassConcentration,
         1.0,
         &["pm2.5", "pm25", "pm2,5", "bui25", "fine_particles"],
-    ),
+    )
+    .range(0.0, 100_000.0),
     m(
         "pm10",
         "µg/m³",
@@ -73,7 +124,8 @@ pub static METRICS: &[MetricSpec] = &[
         MassConcentration,
         1.0,
         &["pm10", "bui10"],
-    ),
+    )
+    .range(0.0, 100_000.0),
     m(
         "pm1",
         "µg/m³",
@@ -81,7 +133,8 @@ pub static METRICS: &[MetricSpec] = &[
         MassConcentration,
         1.0,
         &["pm1", "pm1.0"],
-    ),
+    )
+    .range(0.0, 100_000.0),
     m(
         "tsp",
         "µg/m³",
@@ -89,7 +142,8 @@ pub static METRICS: &[MetricSpec] = &[
         MassConcentration,
         1.0,
         &["tsp", "totalsuspendedparticulate"],
-    ),
+    )
+    .range(0.0, 100_000.0),
     gas("no2", 46.0055, &["no2", "nitrogendioxide"]),
     gas("so2", 64.066, &["so2", "sulfurdioxide", "sulphurdioxide"]),
     gas("co", 28.010, &["co", "carbonmonoxide"]),
@@ -103,8 +157,9 @@ pub static METRICS: &[MetricSpec] = &[
         MixingRatio,
         1.0,
         &["co2", "carbondioxide"],
-    ),
-    // Weather.
+    )
+    .range(0.0, 1_000_000.0),
+    // Weather: the range of what the Earth's surface has recorded, with margin.
     m(
         "temperature",
         "°C",
@@ -119,7 +174,8 @@ pub static METRICS: &[MetricSpec] = &[
             "nhietdo",
             "nhietdokhongkhi",
         ],
-    ),
+    )
+    .range(-90.0, 70.0),
     m(
         "relative_humidity",
         "%",
@@ -127,7 +183,8 @@ pub static METRICS: &[MetricSpec] = &[
         Ratio,
         1.0,
         &["relativehumidity", "humidity", "rh", "hum", "doam"],
-    ),
+    )
+    .range(0.0, 100.0),
     m(
         "wind_speed",
         "km/h",
@@ -135,7 +192,9 @@ pub static METRICS: &[MetricSpec] = &[
         Speed,
         1.0,
         &["windspeed", "ws", "tocdogio"],
-    ),
+    )
+    .range(0.0, 500.0),
+    // Smart Data Models write wind direction as -180…180, others 0…360.
     m(
         "wind_direction",
         "°",
@@ -143,7 +202,8 @@ pub static METRICS: &[MetricSpec] = &[
         Angle,
         1.0,
         &["winddirection", "wd", "huonggio"],
-    ),
+    )
+    .range(-180.0, 360.0),
     m(
         "pressure",
         "hPa",
@@ -151,7 +211,8 @@ pub static METRICS: &[MetricSpec] = &[
         Pressure,
         1.0,
         &["pressure", "atmosphericpressure", "apsuat"],
-    ),
+    )
+    .range(300.0, 1100.0),
     m(
         "rainfall",
         "mm",
@@ -159,8 +220,10 @@ pub static METRICS: &[MetricSpec] = &[
         Length,
         0.001,
         &["rainfall", "rain", "precipitation", "luongmua", "mua"],
-    ),
-    // Water: hydrology and quality.
+    )
+    .range(0.0, 2000.0),
+    // Water: hydrology and quality. A level is relative to the gauge's datum, so it may be
+    // negative; give each gauge its own band with `[[devices]] ranges`.
     m(
         "water_level",
         "m",
@@ -176,7 +239,9 @@ pub static METRICS: &[MetricSpec] = &[
             "wl",
             "riverlevel",
         ],
-    ),
+    )
+    .range(-1000.0, 10_000.0),
+    // Negative: flow reversed (tides, backwater).
     m(
         "flow",
         "m³/s",
@@ -190,16 +255,18 @@ pub static METRICS: &[MetricSpec] = &[
             "luuluong",
             "waterflow",
         ],
-    ),
-    m("ph", "pH", Water, Ph, 1.0, &["ph"]),
+    )
+    .range(-500_000.0, 500_000.0),
+    m("ph", "pH", Water, Ph, 1.0, &["ph"]).range(0.0, 14.0),
     m(
         "dissolved_oxygen",
         "mg/L",
         Water,
-        MassPerVolume,
-        1.0,
+        MassConcentration,
+        1e6,
         &["dissolvedoxygen", "do", "o2"],
-    ),
+    )
+    .range(0.0, 100.0),
     m(
         "conductivity",
         "µS/cm",
@@ -207,7 +274,8 @@ pub static METRICS: &[MetricSpec] = &[
         Conductivity,
         1.0,
         &["conductivity", "ec", "cond", "doduan"],
-    ),
+    )
+    .range(0.0, 500_000.0),
     m(
         "turbidity",
         "NTU",
@@ -215,7 +283,8 @@ pub static METRICS: &[MetricSpec] = &[
         Turbidity,
         1.0,
         &["turbidity", "tur", "turb", "doduc"],
-    ),
+    )
+    .range(0.0, 100_000.0),
     m(
         "water_temperature",
         "°C",
@@ -223,16 +292,18 @@ pub static METRICS: &[MetricSpec] = &[
         Temperature,
         1.0,
         &["watertemperature", "nhietdonuoc", "wtemp"],
-    ),
-    m("cod", "mg/L", Water, MassPerVolume, 1.0, &["cod"]),
+    )
+    .range(-5.0, 100.0),
+    m("cod", "mg/L", Water, MassConcentration, 1e6, &["cod"]).range(0.0, 1_000_000.0),
     m(
         "nh4",
         "mg/L",
         Water,
-        MassPerVolume,
-        1.0,
+        MassConcentration,
+        1e6,
         &["nh4", "ammonium", "nh4+"],
-    ),
+    )
+    .range(0.0, 1_000_000.0),
     // Traffic.
     m(
         "vehicle_count",
@@ -248,7 +319,8 @@ pub static METRICS: &[MetricSpec] = &[
             "luuluongxe",
             "soxe",
         ],
-    ),
+    )
+    .range(0.0, 1_000_000.0),
     m(
         "average_speed",
         "km/h",
@@ -256,8 +328,9 @@ pub static METRICS: &[MetricSpec] = &[
         Speed,
         1.0,
         &["averagespeed", "averagevehiclespeed", "speed", "tocdo"],
-    ),
-    m("occupancy", "%", Traffic, Ratio, 1.0, &["occupancy"]),
+    )
+    .range(0.0, 500.0),
+    m("occupancy", "%", Traffic, Ratio, 1.0, &["occupancy"]).range(0.0, 100.0),
     m(
         "headway",
         "s",
@@ -265,7 +338,8 @@ pub static METRICS: &[MetricSpec] = &[
         Time,
         1.0,
         &["headway", "averageheadwaytime"],
-    ),
+    )
+    .range(0.0, 86_400.0),
     m(
         "vehicle_length",
         "m",
@@ -273,16 +347,21 @@ pub static METRICS: &[MetricSpec] = &[
         Length,
         1.0,
         &["vehiclelength", "averagevehiclelength"],
-    ),
+    )
+    .range(0.0, 100.0),
     // Lighting and energy.
-    m(
-        "power_state",
-        "state",
-        Lighting,
-        State,
-        1.0,
-        &["powerstate", "state", "onoff", "trangthai"],
-    ),
+    MetricSpec {
+        kind: Kind::Enumeration(POWER_STATES),
+        ..m(
+            "power_state",
+            "state",
+            Lighting,
+            State,
+            1.0,
+            &["powerstate", "state", "onoff", "trangthai"],
+        )
+        .range(0.0, 3.0)
+    },
     m(
         "dimming_level",
         "%",
@@ -290,7 +369,8 @@ pub static METRICS: &[MetricSpec] = &[
         Ratio,
         1.0,
         &["dimminglevel", "dimming", "illuminancelevel", "brightness"],
-    ),
+    )
+    .range(0.0, 100.0),
     m(
         "illuminance",
         "lx",
@@ -298,7 +378,9 @@ pub static METRICS: &[MetricSpec] = &[
         Illuminance,
         1.0,
         &["illuminance", "lux"],
-    ),
+    )
+    .range(0.0, 200_000.0),
+    // Negative power and energy: a meter that also measures what is fed back.
     m(
         "power",
         "W",
@@ -306,7 +388,8 @@ pub static METRICS: &[MetricSpec] = &[
         Power,
         1.0,
         &["power", "powerconsumption", "activepower", "congsuat"],
-    ),
+    )
+    .range(-1e10, 1e10),
     m(
         "energy",
         "kWh",
@@ -314,7 +397,8 @@ pub static METRICS: &[MetricSpec] = &[
         Dim::Energy,
         1.0,
         &["energy", "energyconsumed", "totalenergy", "dienang"],
-    ),
+    )
+    .range(-1e12, 1e12),
     m(
         "voltage",
         "V",
@@ -322,7 +406,8 @@ pub static METRICS: &[MetricSpec] = &[
         Voltage,
         1.0,
         &["voltage", "dienap"],
-    ),
+    )
+    .range(-1e6, 1e6),
     m(
         "current",
         "A",
@@ -330,7 +415,8 @@ pub static METRICS: &[MetricSpec] = &[
         Current,
         1.0,
         &["current", "dongdien"],
-    ),
+    )
+    .range(-1e6, 1e6),
     m(
         "power_factor",
         "1",
@@ -338,7 +424,8 @@ pub static METRICS: &[MetricSpec] = &[
         Dimensionless,
         1.0,
         &["powerfactor", "pf"],
-    ),
+    )
+    .range(-1.0, 1.0),
 ];
 
 /// Vendor names compare case-insensitively and ignore `_`, `-` and spaces (`PM2_5` = `pm2.5`

@@ -1,12 +1,15 @@
 //! Normalise: vendor observations → canonical readings (metric names, units, UTC, location,
 //! status, domain), with validation. Pure and synchronous; `now` is a parameter.
 //!
-//! A message is all-or-nothing: one invalid observation rejects the whole message (its raw
-//! payload is quarantined with the reason), so a message is always exactly one of stored,
-//! rejected or duplicate.
+//! Each observation is judged on its own: a message stores what is valid and quarantines the
+//! rest with its raw payload and each part's reason (see `Normalised`). Only when nothing of
+//! it is valid is the message rejected as a whole. Nothing is clipped, shifted or guessed: a
+//! value of the wrong type, outside its metric's possible range or in a unit we do not know is
+//! rejected with `invalid_value` or `unknown_unit`.
 
 pub mod catalog;
 pub mod units;
+pub mod vocabulary;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -14,14 +17,32 @@ use jiff::Timestamp;
 
 use crate::config::{Config, FeedConfig};
 use crate::model::{
-    City, Domain, FeedId, Location, Observation, ObservedValue, Reading, Rejection, Status,
+    City, Decoded, Domain, FeedId, Location, Normalised, Observation, ObservedValue, Reading,
+    Rejection,
 };
+use catalog::{Kind, MetricSpec};
+use units::Vocabulary;
+
+/// Longest device id, in bytes.
+pub const DEVICE_ID_MAX: usize = 128;
+
+/// Whether `id` is a valid device id: 1 to `DEVICE_ID_MAX` characters of `A–Z a–z 0–9` and
+/// `. _ : ~ @ -` (safe in URLs, MQTT topics, InfluxDB tags and file names alike).
+pub fn valid_device_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= DEVICE_ID_MAX
+        && id.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'~' | b'@' | b'-')
+        })
+}
 
 /// What the device catalogue says of a device.
 #[derive(Debug, Clone)]
 struct Catalogued {
     domain: Domain,
     location: Location,
+    /// The device's own bands, narrower than its metrics' possible ranges.
+    ranges: Vec<(&'static str, (f64, f64))>,
 }
 
 /// Normaliser of one feed.
@@ -45,13 +66,20 @@ impl Normaliser {
                     lon: d.lon,
                     ward: d.ward.clone(),
                 };
-                (
-                    d.id.clone(),
-                    Catalogued {
-                        domain: d.domain,
-                        location,
-                    },
-                )
+                // Validation ensures every name is a canonical metric.
+                let ranges = d
+                    .ranges
+                    .iter()
+                    .filter_map(|(metric, [lo, hi])| {
+                        catalog::lookup(metric).map(|spec| (spec.name, (*lo, *hi)))
+                    })
+                    .collect();
+                let catalogued = Catalogued {
+                    domain: d.domain,
+                    location,
+                    ranges,
+                };
+                (d.id.clone(), catalogued)
             })
             .collect();
         Normaliser {
@@ -63,36 +91,54 @@ impl Normaliser {
         }
     }
 
+    /// Normalise what a decoder read from one message, whose units are written in
+    /// `vocabulary`. `Err` when nothing of the message can be stored: the rejection names the
+    /// first part's reason and lists every part's.
     pub fn normalise(
         &self,
-        observations: Vec<Observation>,
+        decoded: Decoded,
+        vocabulary: Vocabulary,
         received_at: Timestamp,
         now: Timestamp,
-    ) -> Result<Vec<Reading>, Rejection> {
-        if observations.is_empty() {
+    ) -> Result<Normalised, Rejection> {
+        let Decoded {
+            observations,
+            mut rejected,
+            ignored,
+        } = decoded;
+        if observations.is_empty() && rejected.is_empty() {
             return Err(Rejection::new(
                 "empty_payload",
                 "the message carries no observations",
             ));
         }
         let mut readings: Vec<Reading> = Vec::with_capacity(observations.len());
+        // The vendor name of each reading, for the message about a conflict.
+        let mut names: Vec<String> = Vec::new();
         for o in observations {
-            let r = self.one(o, received_at, now)?;
-            // The same device, metric and time twice in one message: the last one wins.
-            if let Some(prev) = readings.iter_mut().find(|p| {
-                p.metric == r.metric && p.observed_at == r.observed_at && p.device_id == r.device_id
-            }) {
-                *prev = r;
-            } else {
-                readings.push(r);
+            match self.one(&o, vocabulary, received_at, now) {
+                Ok(r) => {
+                    readings.push(r);
+                    names.push(o.name);
+                }
+                Err(e) => rejected.push(e),
             }
         }
-        Ok(readings)
+        let readings = one_value_per_series(readings, &names, &mut rejected);
+        if readings.is_empty() {
+            return Err(combined(&rejected));
+        }
+        Ok(Normalised {
+            readings,
+            rejected,
+            ignored,
+        })
     }
 
     fn one(
         &self,
-        o: Observation,
+        o: &Observation,
+        vocabulary: Vocabulary,
         received_at: Timestamp,
         now: Timestamp,
     ) -> Result<Reading, Rejection> {
@@ -103,45 +149,27 @@ impl Normaliser {
                 format!("observation {:?} has no device id", o.name),
             ));
         }
+        if !valid_device_id(device) {
+            let shown: String = device.chars().take(64).collect();
+            return Err(Rejection::new(
+                "invalid_device_id",
+                format!(
+                    "device id {shown:?}{} ({} bytes) is not 1–{DEVICE_ID_MAX} characters of A–Z a–z 0–9 . _ : ~ @ -",
+                    if shown.len() < device.len() {
+                        "…"
+                    } else {
+                        ""
+                    },
+                    device.len()
+                ),
+            ));
+        }
         let Some(spec) = catalog::lookup(&o.name) else {
             return Err(Rejection::new(
                 "unknown_metric",
                 format!("device {device}: unknown metric {:?}", o.name),
             ));
         };
-        let raw = match &o.value {
-            ObservedValue::Number(v) => *v,
-            ObservedValue::Bool(b) => f64::from(u8::from(*b)),
-            ObservedValue::Text(t) => state_value(spec.name, t).ok_or_else(|| {
-                Rejection::new(
-                    "invalid_value",
-                    format!(
-                        "device {device}: {} has text value {t:?}, a number is required",
-                        spec.name
-                    ),
-                )
-            })?,
-        };
-        if !raw.is_finite() {
-            return Err(Rejection::new(
-                "invalid_value",
-                format!(
-                    "device {device}: {} value {raw} is not a finite number",
-                    spec.name
-                ),
-            ));
-        }
-        let value = units::convert(spec, raw, o.unit.as_deref())
-            .map_err(|e| Rejection::new("unknown_unit", format!("device {device}: {e}")))?;
-        if !value.is_finite() {
-            return Err(Rejection::new(
-                "invalid_value",
-                format!(
-                    "device {device}: {} value overflows after unit conversion",
-                    spec.name
-                ),
-            ));
-        }
         let Some(observed_at) = o.observed_at else {
             return Err(Rejection::new(
                 "missing_timestamp",
@@ -167,7 +195,7 @@ impl Normaliser {
                 ),
             ));
         }
-        let status = parse_status(o.status.as_deref()).ok_or_else(|| {
+        let status = vocabulary::status(o.status.as_deref()).ok_or_else(|| {
             Rejection::new(
                 "unknown_status",
                 format!(
@@ -177,13 +205,36 @@ impl Normaliser {
             )
         })?;
         let catalogued = self.devices.get(device);
+        let value = value(spec, o, vocabulary).map_err(|(reason, why)| {
+            Rejection::new(
+                reason,
+                format!("device {device}: {} ({}) {why}", spec.name, o.name),
+            )
+        })?;
+        let (lo, hi) = catalogued
+            .and_then(|c| c.ranges.iter().find(|(m, _)| *m == spec.name))
+            .map_or(spec.range, |(_, r)| *r);
+        if !(lo..=hi).contains(&value) {
+            let whose = if (lo, hi) == spec.range {
+                "possible"
+            } else {
+                "this device's"
+            };
+            return Err(Rejection::new(
+                "invalid_value",
+                format!(
+                    "device {device}: {} = {value} {} is outside the {whose} range {lo} … {hi} {}",
+                    spec.name, spec.unit, spec.unit
+                ),
+            ));
+        }
         let domain = catalogued
             .map(|c| c.domain)
             .or_else(|| o.domain_hint.as_deref().and_then(domain_from_hint))
             .unwrap_or(spec.domain);
         let location = match catalogued {
             Some(c) => Some(c.location.clone()),
-            None => match o.location {
+            None => match &o.location {
                 Some(l)
                     if !(-90.0..=90.0).contains(&l.lat)
                         || !(-180.0..=180.0).contains(&l.lon)
@@ -198,7 +249,7 @@ impl Normaliser {
                         ),
                     ));
                 }
-                other => other,
+                other => other.clone(),
             },
         };
         Ok(Reading {
@@ -217,34 +268,144 @@ impl Normaliser {
     }
 }
 
-/// Text values of on/off metrics.
-fn state_value(metric: &str, text: &str) -> Option<f64> {
-    if metric != "power_state" {
-        return None;
+/// An observation's value in its metric's canonical unit, or the reason it has none.
+fn value(
+    spec: &MetricSpec,
+    o: &Observation,
+    vocabulary: Vocabulary,
+) -> Result<f64, (&'static str, String)> {
+    let invalid = |why: String| ("invalid_value", why);
+    let v = match (spec.kind, &o.value) {
+        (Kind::Number, ObservedValue::Number(v)) => *v,
+        (Kind::Number, ObservedValue::Bool(b)) => {
+            return Err(invalid(format!("is the boolean {b}; a number is required")));
+        }
+        (Kind::Number, ObservedValue::Text(t)) => {
+            return Err(invalid(format!("is the text {t:?}; a number is required")));
+        }
+        (Kind::Enumeration(words), ObservedValue::Bool(b)) => {
+            return Ok(if *b { on(words) } else { off(words) });
+        }
+        (Kind::Enumeration(words), ObservedValue::Text(t)) => {
+            return vocabulary::enumerated(words, t).ok_or_else(|| {
+                let known: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
+                invalid(format!("is {t:?}, not one of {}", known.join(", ")))
+            });
+        }
+        (Kind::Enumeration(words), ObservedValue::Number(v)) => {
+            return if words.iter().any(|(_, code)| code == v) {
+                Ok(*v)
+            } else {
+                Err(invalid(format!("is {v}, not one of its states' numbers")))
+            };
+        }
+    };
+    if !v.is_finite() {
+        return Err(invalid(format!("value {v} is not a finite number")));
     }
-    match text.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "1" | "bat" | "bật" => Some(1.0),
-        "off" | "false" | "0" | "tat" | "tắt" => Some(0.0),
-        _ => None,
+    let converted = match o.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        Some(unit) => units::convert(spec, v, unit, vocabulary)
+            .map_err(|e| ("unknown_unit", e.to_string()))?,
+        None if spec.unitless() => v,
+        None => {
+            return Err((
+                "unknown_unit",
+                format!(
+                    "has no unit, and the format defines none for it (canonical {})",
+                    spec.unit
+                ),
+            ));
+        }
+    };
+    if !converted.is_finite() {
+        return Err(invalid(format!(
+            "value {v} overflows after unit conversion"
+        )));
     }
+    Ok(converted)
 }
 
-/// Vendor status → datalogger status. `None` means unknown (rejected).
-pub fn parse_status(status: Option<&str>) -> Option<Status> {
-    let Some(s) = status else {
-        return Some(Status::Measuring);
+fn on(words: &[(&str, f64)]) -> f64 {
+    vocabulary::enumerated(words, "on").unwrap_or(1.0)
+}
+
+fn off(words: &[(&str, f64)]) -> f64 {
+    vocabulary::enumerated(words, "off").unwrap_or(0.0)
+}
+
+/// One reading per device, metric and time: repeats of one value collapse into one reading;
+/// different values (two vendor names for one metric, several NGSI-LD instances) are a
+/// conflict nothing can settle, and every one of them is rejected.
+fn one_value_per_series(
+    readings: Vec<Reading>,
+    names: &[String],
+    rejected: &mut Vec<Rejection>,
+) -> Vec<Reading> {
+    let key = |r: &Reading| (r.metric, r.observed_at, r.device_id.clone());
+    let same = |a: &Reading, b: &Reading| {
+        a.metric == b.metric && a.observed_at == b.observed_at && a.device_id == b.device_id
     };
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "" | "measuring" | "ok" | "normal" | "on" | "off" | "active" | "online" | "good" => {
-            Status::Measuring
+    // Messages are small: the quadratic scan is cheaper than hashing at the usual 1–10
+    // readings, and only runs further when a series repeats.
+    let repeats = readings
+        .iter()
+        .enumerate()
+        .any(|(i, r)| readings[..i].iter().any(|p| same(p, r)));
+    if !repeats {
+        return readings;
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut index: HashMap<(&'static str, Timestamp, String), usize> = HashMap::new();
+    for (i, r) in readings.iter().enumerate() {
+        let g = *index.entry(key(r)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    let mut keep = vec![false; readings.len()];
+    for g in &groups {
+        let first = &readings[g[0]];
+        let agree = g.iter().all(|&i| {
+            readings[i].value.to_bits() == first.value.to_bits()
+                && readings[i].status == first.status
+        });
+        if agree {
+            keep[g[0]] = true;
+            continue;
         }
-        "calibrating" | "calibration" | "maintenance" | "hieuchuan" | "baotri" => {
-            Status::Calibrating
-        }
-        "fault" | "error" | "defectivelamp" | "broken" | "failure" | "loi" | "offline"
-        | "columnissue" => Status::Fault,
-        _ => return None,
-    })
+        let values: Vec<String> = g
+            .iter()
+            .map(|&i| format!("{} ({})", readings[i].value, names[i]))
+            .collect();
+        rejected.push(Rejection::new(
+            "conflict",
+            format!(
+                "device {}: {} at {} has {} different values in one message: {} {}",
+                first.device_id,
+                first.metric,
+                first.observed_at,
+                g.len(),
+                values.join(", "),
+                first.unit
+            ),
+        ));
+    }
+    readings
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect()
+}
+
+/// One rejection for a message none of whose parts can be stored: the first part's reason,
+/// every part's detail.
+fn combined(rejected: &[Rejection]) -> Rejection {
+    match rejected {
+        [] => Rejection::new("invalid_schema", "the message holds no measurements"),
+        [one] => one.clone(),
+        [first, ..] => Rejection::new(first.reason, Rejection::joined(rejected)),
+    }
 }
 
 /// Topic segments and entity types vendors use for what a device is.
@@ -274,6 +435,7 @@ fn domain_from_hint(hint: &str) -> Option<Domain> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Status;
 
     fn normaliser() -> Normaliser {
         let config = Config::from_toml_str(crate::config::DEFAULT_TOML).unwrap();
@@ -303,26 +465,31 @@ mod tests {
         "2026-11-22T01:06:00Z".parse().unwrap()
     }
 
-    fn reason(r: Result<Vec<Reading>, Rejection>) -> &'static str {
-        r.unwrap_err().reason
+    const T: Option<&str> = Some("2026-11-22T01:05:00Z");
+
+    fn norm(observations: Vec<Observation>) -> Result<Normalised, Rejection> {
+        normaliser().normalise(observations.into(), Vocabulary::Plain, now(), now())
+    }
+
+    fn reason(observations: Vec<Observation>) -> &'static str {
+        norm(observations).unwrap_err().reason
+    }
+
+    fn num(v: f64) -> ObservedValue {
+        ObservedValue::Number(v)
     }
 
     #[test]
     fn catalogued_device_gets_location_domain_and_canonical_values() {
-        let n = normaliser();
-        let r = n
-            .normalise(
-                vec![obs(
-                    "TN-AQ-HUNGVUONG",
-                    "CO",
-                    ObservedValue::Number(2.15),
-                    Some("mg/m3"),
-                    Some("2026-11-22T01:05:00Z"),
-                )],
-                now(),
-                now(),
-            )
-            .unwrap();
+        let r = norm(vec![obs(
+            "TN-AQ-HUNGVUONG",
+            "CO",
+            num(2.15),
+            Some("mg/m3"),
+            T,
+        )])
+        .unwrap()
+        .readings;
         assert_eq!(r[0].metric, "co");
         assert_eq!(r[0].value, 2150.0);
         assert_eq!(r[0].unit, "µg/m³");
@@ -336,121 +503,175 @@ mod tests {
 
     #[test]
     fn every_invalid_observation_has_its_reason() {
-        let n = normaliser();
-        let t = Some("2026-11-22T01:05:00Z");
-        let num = ObservedValue::Number(1.0);
-        assert_eq!(reason(n.normalise(vec![], now(), now())), "empty_payload");
+        let ug = Some("ug/m3");
+        assert_eq!(reason(vec![]), "empty_payload");
         assert_eq!(
-            reason(n.normalise(vec![obs(" ", "pm25", num.clone(), None, t)], now(), now())),
+            reason(vec![obs(" ", "pm25", num(1.0), ug, T)]),
             "missing_device_id"
         );
         assert_eq!(
-            reason(n.normalise(vec![obs("X", "banana", num.clone(), None, t)], now(), now())),
+            reason(vec![obs("X", "banana", num(1.0), ug, T)]),
             "unknown_metric"
         );
         assert_eq!(
-            reason(n.normalise(
-                vec![obs("X", "pm25", num.clone(), Some("furlong"), t)],
-                now(),
-                now()
-            )),
+            reason(vec![obs("X", "pm25", num(1.0), Some("furlong"), T)]),
+            "unknown_unit"
+        );
+        // No unit and none defined by the format: not guessed.
+        assert_eq!(
+            reason(vec![obs("X", "pm25", num(1.0), None, T)]),
             "unknown_unit"
         );
         assert_eq!(
-            reason(n.normalise(
-                vec![obs("X", "pm25", ObservedValue::Number(f64::NAN), None, t)],
-                now(),
-                now()
-            )),
+            reason(vec![obs("X", "pm25", num(f64::NAN), ug, T)]),
             "invalid_value"
         );
         assert_eq!(
-            reason(n.normalise(
-                vec![obs(
-                    "X",
-                    "pm25",
-                    ObservedValue::Text("high".into()),
-                    None,
-                    t
-                )],
-                now(),
-                now()
-            )),
+            reason(vec![obs(
+                "X",
+                "pm25",
+                ObservedValue::Text("41.5".into()),
+                ug,
+                T
+            )]),
             "invalid_value"
         );
         assert_eq!(
-            reason(n.normalise(
-                vec![obs("X", "pm25", num.clone(), None, None)],
-                now(),
-                now()
-            )),
+            reason(vec![obs("X", "pm25", ObservedValue::Bool(true), ug, T)]),
+            "invalid_value"
+        );
+        assert_eq!(
+            reason(vec![obs("X", "pm25", num(-0.5), ug, T)]),
+            "invalid_value"
+        );
+        assert_eq!(
+            reason(vec![obs("X", "humidity", num(104.0), Some("%"), T)]),
+            "invalid_value"
+        );
+        assert_eq!(
+            reason(vec![obs("X", "pm25", num(1.0), ug, None)]),
             "missing_timestamp"
         );
         assert_eq!(
-            reason(n.normalise(
-                vec![obs(
-                    "X",
-                    "pm25",
-                    num.clone(),
-                    None,
-                    Some("2026-11-22T02:00:00Z")
-                )],
-                now(),
-                now()
-            )),
+            reason(vec![obs(
+                "X",
+                "pm25",
+                num(1.0),
+                ug,
+                Some("2026-11-22T02:00:00Z")
+            )]),
             "future_timestamp"
         );
         assert_eq!(
-            reason(n.normalise(
-                vec![obs(
-                    "X",
-                    "pm25",
-                    num.clone(),
-                    None,
-                    Some("2020-01-01T00:00:00Z")
-                )],
-                now(),
-                now()
-            )),
+            reason(vec![obs(
+                "X",
+                "pm25",
+                num(1.0),
+                ug,
+                Some("2020-01-01T00:00:00Z")
+            )]),
             "expired_timestamp"
         );
-        let mut bad_status = obs("X", "pm25", num.clone(), None, t);
+        let mut bad_status = obs("X", "pm25", num(1.0), ug, T);
         bad_status.status = Some("sleeping".into());
-        assert_eq!(
-            reason(n.normalise(vec![bad_status], now(), now())),
-            "unknown_status"
-        );
-        let mut swapped = obs("X", "pm25", num, None, t);
+        assert_eq!(reason(vec![bad_status]), "unknown_status");
+        let mut swapped = obs("X", "pm25", num(1.0), ug, T);
         swapped.location = Some(Location {
             lat: 105.9,
             lon: 21.4,
             ward: None,
         });
+        assert_eq!(reason(vec![swapped]), "invalid_location");
         assert_eq!(
-            reason(n.normalise(vec![swapped], now(), now())),
-            "invalid_location"
+            reason(vec![obs(&"X".repeat(129), "pm25", num(1.0), ug, T)]),
+            "invalid_device_id"
+        );
+        assert_eq!(
+            reason(vec![obs("TN AQ 1", "pm25", num(1.0), ug, T)]),
+            "invalid_device_id"
         );
     }
 
     #[test]
-    fn status_and_on_off_values() {
-        assert_eq!(parse_status(Some("calibrating")), Some(Status::Calibrating));
-        assert_eq!(parse_status(Some("defectiveLamp")), Some(Status::Fault));
-        assert_eq!(parse_status(None), Some(Status::Measuring));
-        let n = normaliser();
-        let r = n
-            .normalise(
-                vec![obs(
-                    "L1",
-                    "powerState",
-                    ObservedValue::Text("on".into()),
-                    None,
-                    Some("2026-11-22T01:00:00Z"),
-                )],
+    fn a_message_stores_its_valid_part_and_rejects_the_rest() {
+        let n = norm(vec![
+            obs("X", "pm25", num(35.0), Some("ug/m3"), T),
+            obs("X", "pm10", num(-3.0), Some("ug/m3"), T),
+            obs("X", "benzene", num(2.0), Some("ug/m3"), T),
+        ])
+        .unwrap();
+        assert_eq!(n.readings.len(), 1);
+        let reasons: Vec<_> = n.rejected.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, ["invalid_value", "unknown_metric"]);
+    }
+
+    #[test]
+    fn two_names_for_one_series_agree_or_conflict() {
+        let m = Some("m");
+        let n = norm(vec![
+            obs("X", "height", num(3.5), m, T),
+            obs("X", "waterLevel", num(3.5), m, T),
+            obs("X", "flow", num(12.0), Some("m3/s"), T),
+            obs("X", "waterDischarge", num(3.0), Some("m3/s"), T),
+        ])
+        .unwrap();
+        assert_eq!(n.readings.len(), 1, "{n:?}");
+        assert_eq!(n.readings[0].metric, "water_level");
+        assert_eq!(n.rejected.len(), 1);
+        assert_eq!(n.rejected[0].reason, "conflict");
+        assert!(n.rejected[0].detail.contains("waterDischarge"));
+    }
+
+    #[test]
+    fn device_bands_narrow_the_possible_range() {
+        let text = crate::config::DEFAULT_TOML.replace(
+            "flood_levels = [25.0, 26.0, 27.0]",
+            "flood_levels = [25.0, 26.0, 27.0]\nranges = { water_level = [15.0, 40.0] }",
+        );
+        assert_ne!(text, crate::config::DEFAULT_TOML, "the default has a gauge");
+        let config = Config::from_toml_str(&text).unwrap();
+        let gauge = config
+            .devices
+            .iter()
+            .find(|d| !d.ranges.is_empty())
+            .unwrap();
+        let feed = config.feeds.iter().find(|f| f.city == gauge.city).unwrap();
+        let n = Normaliser::new(feed, &config);
+        let level = |v| {
+            n.normalise(
+                vec![obs(&gauge.id, "level", num(v), Some("m"), T)].into(),
+                Vocabulary::Plain,
                 now(),
                 now(),
             )
-            .unwrap();
-        assert_eq!((r[0].metric, r[0].value), ("power_state", 1.0));
+        };
+        assert!(level(21.3).is_ok());
+        let e = level(3.0).unwrap_err();
+        assert_eq!(e.reason, "invalid_value");
+        assert!(e.detail.contains("this device's range"), "{e}");
+    }
+
+    #[test]
+    fn status_and_on_off_values() {
+        assert_eq!(
+            vocabulary::status(Some("calibrating")),
+            Some(Status::Calibrating)
+        );
+        let state = |v| {
+            norm(vec![obs("L1", "powerState", v, None, T)])
+                .map(|n| n.readings[0].value)
+                .map_err(|e| e.reason)
+        };
+        assert_eq!(state(ObservedValue::Text("on".into())), Ok(1.0));
+        assert_eq!(state(ObservedValue::Text("Tắt".into())), Ok(0.0));
+        assert_eq!(state(ObservedValue::Text("low".into())), Ok(2.0));
+        assert_eq!(state(ObservedValue::Text("bootingUp".into())), Ok(3.0));
+        assert_eq!(state(ObservedValue::Bool(true)), Ok(1.0));
+        assert_eq!(state(num(0.0)), Ok(0.0));
+        assert_eq!(state(num(0.5)), Err("invalid_value"));
+        assert_eq!(
+            state(ObservedValue::Text("dazzling".into())),
+            Err("invalid_value")
+        );
     }
 }

@@ -209,10 +209,11 @@ fn senml(
                 "relative_humidity" => ("humidity", Some("%RH")),
                 "water_level" => ("level", Some("m")),
                 "rainfall" => ("rain", Some("mm")),
-                "dissolved_oxygen" => ("do", Some("mg/L")),
+                "dissolved_oxygen" => ("do", Some("mg/l")),
                 "vehicle_count" => ("vehicles", Some("count")),
                 "average_speed" => ("speed", Some("km/h")),
-                "occupancy" => ("occupancy", Some("%")),
+                // RFC 8798's percent; SenML's "%" is a ratio of 1 (RFC 8428 note 1).
+                "occupancy" => ("occupancy", Some("/100")),
                 "power_state" => {
                     return SenmlRecord {
                         vb: Some(*v >= 0.5),
@@ -221,7 +222,7 @@ fn senml(
                 }
                 "power" => ("power", Some("W")),
                 "energy" => ("energy", Some("kWh")),
-                "dimming_level" => ("dimming", Some("%")),
+                "dimming_level" => ("dimming", Some("/100")),
                 "ph" => ("ph", None),
                 other => (other, Some("ug/m3")),
             };

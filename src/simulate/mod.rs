@@ -342,15 +342,25 @@ mod tests {
                     at,
                 );
                 match (m.malformed, result) {
-                    (false, Ok(readings)) => {
+                    (false, Ok(n)) => {
                         good += 1;
                         assert!(
-                            readings
+                            n.rejected.is_empty(),
+                            "{} on {}: {:?}\n{}",
+                            m.device_id,
+                            m.topic,
+                            n.rejected,
+                            String::from_utf8_lossy(&m.payload)
+                        );
+                        assert!(
+                            n.readings
                                 .iter()
                                 .all(|r| r.device_id == m.device_id && r.observed_at == at)
                         );
                     }
                     (true, Err(_)) => bad += 1,
+                    // A malformed part of a message: the rest is stored, the part rejected.
+                    (true, Ok(n)) if !n.rejected.is_empty() => bad += 1,
                     (false, Err(e)) => panic!(
                         "{} on {}: {e}\n{}",
                         m.device_id,

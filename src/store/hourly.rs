@@ -49,11 +49,26 @@ impl HourlyPollutants {
         }
     }
 
+    /// Apply corrections of stored samples: station, pollutant, observed at, change of the
+    /// hour's sum and of its count (a value replaced by another, or a measuring sample
+    /// replaced by a calibrating one and back).
+    pub(super) fn correct(&self, corrections: &[(&str, Pollutant, i64, f64, i32)]) {
+        if corrections.is_empty() {
+            return;
+        }
+        let mut stations = self.stations.lock().unwrap_or_else(|e| e.into_inner());
+        for &(station, pollutant, observed_ms, sum, n) in corrections {
+            if let Some(ring) = stations.get_mut(station) {
+                add_to(ring, pollutant, observed_ms, sum, n);
+            }
+        }
+    }
+
     /// Add a precomputed hourly sum (when building from the store).
     pub(super) fn add_sum(&self, station: &str, pollutant: Pollutant, hour: i64, sum: f64, n: u32) {
         let mut stations = self.stations.lock().unwrap_or_else(|e| e.into_inner());
         let ring = stations.entry(station.to_owned()).or_default();
-        add_to(ring, pollutant, hour, sum, n);
+        add_to(ring, pollutant, hour, sum, n as i32);
     }
 
     /// The station's hourly means for hours starting in `[from, to)`, if it is tracked.
@@ -73,7 +88,7 @@ impl HourlyPollutants {
     }
 }
 
-fn add_to(ring: &mut [Slot; HOURS], p: Pollutant, observed_ms: i64, sum: f64, n: u32) {
+fn add_to(ring: &mut [Slot; HOURS], p: Pollutant, observed_ms: i64, sum: f64, n: i32) {
     let hour = observed_ms.div_euclid(HOUR_MS) * HOUR_MS;
     let slot = &mut ring[hour.div_euclid(HOUR_MS).rem_euclid(HOURS as i64) as usize];
     if slot.hour < hour {
@@ -85,7 +100,7 @@ fn add_to(ring: &mut [Slot; HOURS], p: Pollutant, observed_ms: i64, sum: f64, n:
         return; // older than the window this ring covers
     }
     slot.sum[p as usize] += sum;
-    slot.count[p as usize] += n;
+    slot.count[p as usize] = slot.count[p as usize].saturating_add_signed(n);
 }
 
 #[cfg(test)]

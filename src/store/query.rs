@@ -115,6 +115,9 @@ pub struct RejectRow {
     pub detail: String,
     pub payload_size: i64,
     pub truncated: bool,
+    /// Only a part of the message (a rejected reading, or the value a conflict did not keep):
+    /// its other readings were stored.
+    pub partial: bool,
     /// The stored payload as text (invalid UTF-8 replaced); see `payload_hex` for the bytes.
     pub payload_text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,6 +139,12 @@ pub struct FeedCounters {
     pub rejected: i64,
     pub duplicate: i64,
     pub readings: i64,
+    /// Stored messages with rejected parts (counted in `stored`).
+    pub partial: i64,
+    /// Those rejected parts.
+    pub readings_rejected: i64,
+    /// Readings that met a stored reading of their series and time with another value.
+    pub conflicts: i64,
     pub last_message_at: Option<Timestamp>,
     pub last_stored_at: Option<Timestamp>,
 }
@@ -320,7 +329,8 @@ impl Store {
                 w.add("id < ?", before);
             }
             let sql = format!(
-                "SELECT id, feed, topic, received_at, reason, detail, payload_size, truncated, payload
+                "SELECT id, feed, topic, received_at, reason, detail, payload_size, truncated, payload,
+                        partial
                  FROM rejects {} ORDER BY id DESC LIMIT {}",
                 w.sql(),
                 f.limit
@@ -339,6 +349,7 @@ impl Store {
                     detail: row.get(5)?,
                     payload_size: row.get(6)?,
                     truncated: row.get(7)?,
+                    partial: row.get(9)?,
                     payload_text: text,
                     payload_hex: hex,
                 })
@@ -368,7 +379,8 @@ impl Store {
     pub async fn feed_counters(&self) -> Result<Vec<FeedCounters>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT feed, received, stored, rejected, duplicate, readings, last_message_at, last_stored_at
+                "SELECT feed, received, stored, rejected, duplicate, readings, last_message_at, last_stored_at,
+                        partial, readings_rejected, conflicts
                  FROM feed_counters ORDER BY feed",
             )?;
             let rows = stmt.query_map([], |row| {
@@ -381,6 +393,9 @@ impl Store {
                     readings: row.get(5)?,
                     last_message_at: row.get::<_, Option<i64>>(6)?.map(ts),
                     last_stored_at: row.get::<_, Option<i64>>(7)?.map(ts),
+                    partial: row.get(8)?,
+                    readings_rejected: row.get(9)?,
+                    conflicts: row.get(10)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -4,7 +4,7 @@ use rusqlite::{Connection, params};
 
 use super::StoreError;
 
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 const SCHEMA: &str = r#"
 -- One row per device × metric; the writer caches ids. The last_* columns are written every few
@@ -113,7 +113,10 @@ CREATE TABLE IF NOT EXISTS rejects (
     payload        BLOB NOT NULL,
     payload_size   INTEGER NOT NULL,
     payload_sha256 TEXT NOT NULL,
-    truncated      INTEGER NOT NULL
+    truncated      INTEGER NOT NULL,
+    -- 1: a part of a message whose other readings were stored (a rejected reading, or the
+    -- value a conflict did not keep); 0: the whole message.
+    partial        INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS rejects_feed_reason ON rejects (feed, reason, id);
 CREATE INDEX IF NOT EXISTS rejects_received ON rejects (received_at);
@@ -128,7 +131,12 @@ CREATE TABLE IF NOT EXISTS feed_counters (
     duplicate       INTEGER NOT NULL DEFAULT 0,
     readings        INTEGER NOT NULL DEFAULT 0,
     last_message_at INTEGER,
-    last_stored_at  INTEGER
+    last_stored_at  INTEGER,
+    -- Stored messages with rejected parts, those parts, and readings that met a stored one of
+    -- another value.
+    partial           INTEGER NOT NULL DEFAULT 0,
+    readings_rejected INTEGER NOT NULL DEFAULT 0,
+    conflicts         INTEGER NOT NULL DEFAULT 0
 );
 
 -- Alerts: one row per incident (fired … resolved), kept as history.
@@ -249,6 +257,17 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
             took = ?started.elapsed(),
             "Packed the reading log into one row per device and observation time (schema v6)."
         );
+    }
+    // Version 8 quarantines parts of messages and records conflicts.
+    if !has_column(&tx, "rejects", "partial")? {
+        tx.execute_batch("ALTER TABLE rejects ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    for column in ["partial", "readings_rejected", "conflicts"] {
+        if !has_column(&tx, "feed_counters", column)? {
+            tx.execute_batch(&format!(
+                "ALTER TABLE feed_counters ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0;"
+            ))?;
+        }
     }
     // A device's series from one of its log rows, for queries that read the log by time.
     tx.execute_batch("CREATE INDEX IF NOT EXISTS series_device_key ON series (device_key);")?;

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use jiff::{Timestamp, ToSpan};
 
 use super::*;
+use crate::config::OnConflict;
 use crate::model::{City, Domain, FeedId, Location, Reading, Rejection, Status};
 
 /// Every query of the log prepared by any test (`log_query`).
@@ -47,6 +48,7 @@ fn env(readings: Vec<Reading>) -> Envelope {
             .map(|r| r.received_at)
             .unwrap_or_else(Timestamp::now),
         content: Content::Readings(readings),
+        partial: None,
     }
 }
 
@@ -61,6 +63,7 @@ fn reject(payload: &'static [u8], dup: bool) -> Envelope {
             payload_size: payload.len(),
             dup,
         },
+        partial: None,
     }
 }
 
@@ -80,7 +83,13 @@ async fn committed_readings_are_queried_back_and_redeliveries_are_duplicates() {
     let out = w.commit(&[msg.clone(), msg.clone()]).unwrap();
     assert_eq!(
         out,
-        vec![Outcome::Stored { inserted: 2 }, Outcome::Duplicate]
+        vec![
+            Outcome::Stored {
+                inserted: 2,
+                conflicts: 0
+            },
+            Outcome::Duplicate
+        ]
     );
     assert_eq!(w.commit(&[msg]).unwrap(), vec![Outcome::Duplicate]);
 
@@ -283,7 +292,10 @@ async fn migrated_with_readings(version: i64) {
     ]);
     assert_eq!(
         w.commit(&[later]).unwrap(),
-        vec![Outcome::Stored { inserted: 2 }]
+        vec![Outcome::Stored {
+            inserted: 2,
+            conflicts: 0
+        }]
     );
     let keys: i64 = store
         .connection_for_tests()
@@ -616,6 +628,7 @@ async fn devices_learn_their_cadence_and_catalogue_wins_for_location() {
         position_source: "synthetic".into(),
         interval: None,
         flood_levels: vec![],
+        ranges: Default::default(),
     }];
     let store = Store::open(&config(dir.path()), &catalogue).unwrap();
     let mut w = store.writer().unwrap();
@@ -673,7 +686,10 @@ async fn later_readings_join_their_row(moved: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&config(dir.path()), &[]).unwrap();
     let mut w = store.writer().unwrap();
-    let stored = |n| Outcome::Stored { inserted: n };
+    let stored = |n| Outcome::Stored {
+        inserted: n,
+        conflicts: 0,
+    };
     assert_eq!(
         commit_and_move(
             &mut w,
@@ -689,15 +705,15 @@ async fn later_readings_join_their_row(moved: bool) {
     assert_eq!(cursor, 2);
     assert_eq!(store.readings_after(0).await.unwrap(), 2);
     assert_eq!(store.readings_after(cursor).await.unwrap(), 0);
-    // In one batch: a redelivered reading with another value, a new one, and the new one again.
+    // In one batch: a redelivered reading, a new one, and the new one again.
     let outcomes = commit_and_move(
         &mut w,
         &[
             env(vec![
-                reading("A", "pm25", t0(), 9.0),
+                reading("A", "pm25", t0(), 1.0),
                 reading("A", "pm10", t0(), 3.0),
             ]),
-            env(vec![reading("A", "pm10", t0(), 4.0)]),
+            env(vec![reading("A", "pm10", t0(), 3.0)]),
         ],
         moved,
     );
@@ -715,7 +731,8 @@ async fn later_readings_join_their_row(moved: bool) {
     );
     // The forwarder's backlog: the moved row's readings, the one it had sent included.
     assert_eq!(store.readings_after(cursor).await.unwrap(), 2);
-    // A new writer (after a restart) carries on the running count.
+    // A new writer (after a restart) carries on the running count; a correction moves its row
+    // to the end of the log again, so the forwarder sends the corrected value.
     drop(w);
     let mut w = store.writer().unwrap();
     let again = [
@@ -725,7 +742,14 @@ async fn later_readings_join_their_row(moved: bool) {
     ];
     assert_eq!(
         commit_and_move(&mut w, &again, moved),
-        vec![stored(1), Outcome::Duplicate, Outcome::Duplicate]
+        vec![
+            stored(1),
+            Outcome::Stored {
+                inserted: 1,
+                conflicts: 1
+            },
+            Outcome::Duplicate
+        ]
     );
     assert_eq!(store.readings_after(cursor).await.unwrap(), 3);
     let point = |metric| {
@@ -739,9 +763,131 @@ async fn later_readings_join_their_row(moved: bool) {
         }
     };
     assert_eq!(point("pm25").await, vec![1.0]);
-    assert_eq!(point("pm10").await, vec![3.0]);
+    assert_eq!(point("pm10").await, vec![4.0]);
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.readings, stats.max_log_id), (4, 4));
+    assert_eq!((stats.readings, stats.max_log_id), (4, 5));
+    let conflicts = conflict_rejects(&store).await;
+    assert_eq!(conflicts.len(), 1);
+    assert!(
+        conflicts[0].payload_text.contains("\"value\":3.0"),
+        "{conflicts:?}"
+    );
+    assert!(conflicts[0].partial);
+}
+
+async fn conflict_rejects(store: &Store) -> Vec<crate::store::RejectRow> {
+    store
+        .rejects(&crate::store::RejectFilter {
+            reason: Some("conflict".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// A reading for a series and time already stored with another value is a conflict: counted
+/// apart from duplicates, the value not kept recorded, and which is kept set by the policy.
+#[tokio::test]
+async fn conflicts_are_settled_by_the_policy_and_recorded() {
+    for policy in [OnConflict::KeepLatest, OnConflict::KeepFirst] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            on_conflict: policy,
+            ..config(dir.path())
+        };
+        let store = Store::open(&config, &[]).unwrap();
+        let mut w = store.writer().unwrap();
+        let first = env(vec![reading("A", "pm25", t0(), 40.0)]);
+        let correction = env(vec![reading("A", "pm25", t0(), 41.5)]);
+        w.commit(std::slice::from_ref(&first)).unwrap();
+        // Across commits.
+        let out = w.commit(std::slice::from_ref(&correction)).unwrap();
+        // Within one batch: two senders disagree.
+        let other_time = |v| env(vec![reading("A", "pm25", t0() + 1.minute(), v)]);
+        let in_batch = w.commit(&[other_time(1.0), other_time(2.0)]).unwrap();
+        let values = store
+            .series("A", "pm25", t0(), t0() + 1.hours(), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.value)
+            .collect::<Vec<_>>();
+        let replaced = Outcome::Stored {
+            inserted: 1,
+            conflicts: 1,
+        };
+        let stored = Outcome::Stored {
+            inserted: 1,
+            conflicts: 0,
+        };
+        let lost = Outcome::Conflicted { conflicts: 1 };
+        match policy {
+            OnConflict::KeepLatest => {
+                assert_eq!(out, vec![replaced]);
+                assert_eq!(in_batch, vec![lost, stored]);
+                assert_eq!(values, vec![41.5, 2.0]);
+            }
+            OnConflict::KeepFirst => {
+                assert_eq!(out, vec![lost]);
+                assert_eq!(in_batch, vec![stored, lost]);
+                assert_eq!(values, vec![40.0, 1.0]);
+            }
+        }
+        // A redelivery of what is stored is still a duplicate.
+        let kept = match policy {
+            OnConflict::KeepLatest => correction,
+            OnConflict::KeepFirst => first,
+        };
+        assert_eq!(w.commit(&[kept]).unwrap(), vec![Outcome::Duplicate]);
+        assert_eq!(conflict_rejects(&store).await.len(), 2, "{policy:?}");
+        let counters = store.feed_counters().await.unwrap();
+        assert_eq!(counters[0].conflicts, 2);
+        assert_eq!(
+            counters[0].received,
+            counters[0].stored + counters[0].rejected + counters[0].duplicate
+        );
+    }
+}
+
+/// The rejected parts of a stored message are quarantined with its payload; a redelivery of
+/// the message does not quarantine them again.
+#[tokio::test]
+async fn rejected_parts_of_a_stored_message_are_quarantined_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&config(dir.path()), &[]).unwrap();
+    let mut w = store.writer().unwrap();
+    let mut msg = env(vec![reading("A", "pm25", t0(), 35.0)]);
+    msg.partial = Some(Box::new(crate::store::Partial {
+        rejected: vec![Rejection::new(
+            "invalid_value",
+            "device A: pm10 = -3 µg/m³ …",
+        )],
+        payload: Bytes::from_static(b"{\"payload\":1}"),
+        payload_size: 13,
+    }));
+    assert_eq!(
+        w.commit(&[msg.clone()]).unwrap(),
+        vec![Outcome::Stored {
+            inserted: 1,
+            conflicts: 0
+        }]
+    );
+    assert_eq!(w.commit(&[msg]).unwrap(), vec![Outcome::Duplicate]);
+    let rejects = store
+        .rejects(&crate::store::RejectFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0].reason, "invalid_value");
+    assert!(rejects[0].partial);
+    assert!(rejects[0].detail.contains("1 reading(s) stored"));
+    assert_eq!(rejects[0].payload_text, "{\"payload\":1}");
+    let c = &store.feed_counters().await.unwrap()[0];
+    assert_eq!((c.stored, c.partial, c.readings_rejected), (2 - 1, 1, 1));
 }
 
 /// The device listing keeps what it read from the tables between calls, and follows every

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     aqi::Pollutant,
-    config::{DeviceConfig, StoreConfig},
+    config::{DeviceConfig, OnConflict, StoreConfig},
     model::{City, Domain, FeedId, Reading, Rejection, Status},
 };
 
@@ -54,6 +54,18 @@ pub struct Envelope {
     pub topic: String,
     pub received_at: Timestamp,
     pub content: Content,
+    /// Parts of a message with readings that were rejected; the store quarantines them with
+    /// the raw payload. Boxed: rare, and envelopes queue by the thousand.
+    pub partial: Option<Box<Partial>>,
+}
+
+/// The rejected parts of a message whose other readings are stored.
+#[derive(Debug, Clone)]
+pub struct Partial {
+    pub rejected: Vec<Rejection>,
+    /// Already truncated by the caller to `ingest.quarantine_max_bytes`.
+    pub payload: Bytes,
+    pub payload_size: usize,
 }
 
 /// What a message produced: readings, or a quarantine record.
@@ -73,12 +85,37 @@ pub enum Content {
 /// How each message of a batch ended. Exactly one per message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// At least one new reading stored.
-    Stored { inserted: usize },
+    /// At least one new reading stored (or, `store.on_conflict = "keep_latest"`, a stored
+    /// value replaced). `conflicts`: its readings that met a stored one of another value.
+    Stored { inserted: usize, conflicts: usize },
     /// Everything it carried was already stored (a QoS 1 redelivery).
     Duplicate,
     /// Quarantined with its reason.
     Rejected,
+    /// Nothing stored: each of its readings that was not a duplicate met a stored reading of
+    /// another value, which was kept (`keep_first`). Counted as rejected; the values are in
+    /// the rejects as `conflict`s.
+    Conflicted { conflicts: usize },
+}
+
+/// What became of one reading of a batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    /// Stored.
+    New,
+    /// Its series already holds this value and status at this time.
+    Duplicate,
+    /// Not stored: its series holds (or this batch brought) `kept` at this time.
+    Lost { kept: f64 },
+    /// Stored in place of `old`, which its series held at this time.
+    Replaced { old: f64, old_status: i64 },
+}
+
+impl Fate {
+    /// Whether the reading's value is now the stored one.
+    fn stored(self) -> bool {
+        matches!(self, Fate::New | Fate::Replaced { .. })
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +167,8 @@ pub struct StoreWriter {
     merge_gap: Duration,
     /// A move reads at most this many rows at a time.
     move_chunk: usize,
+    /// Which of two values of one series and time is kept.
+    on_conflict: OnConflict,
     scratch: Scratch,
 }
 
@@ -148,6 +187,9 @@ struct FeedDelta {
     rejected: i64,
     duplicate: i64,
     readings: i64,
+    partial: i64,
+    readings_rejected: i64,
+    conflicts: i64,
     last_message_at: i64,
     last_stored_at: Option<i64>,
 }
@@ -185,6 +227,7 @@ impl StoreWriter {
             last_merge: Instant::now(),
             merge_rows: MERGE_ROWS,
             merge_rows_max: MERGE_ROWS_MAX,
+            on_conflict: config.on_conflict,
             merge_gap: MERGE_GAP,
             move_chunk: MOVE_CHUNK,
             scratch: Scratch::default(),
@@ -228,7 +271,7 @@ impl StoreWriter {
             None => LogEnd::load(&tx)?,
         };
         let mut catalogue_changed = false;
-        let (sids, new) = insert_readings(
+        let (sids, fates) = insert_readings(
             &tx,
             &mut self.series,
             batch,
@@ -236,7 +279,9 @@ impl StoreWriter {
             readings,
             &mut log,
             &mut catalogue_changed,
+            self.on_conflict,
         )?;
+        let mut corrections: Vec<(&str, Pollutant, i64, f64, i32)> = Vec::new();
         let mut flat = 0;
         {
             for env in batch {
@@ -246,7 +291,7 @@ impl StoreWriter {
                 delta.last_message_at = delta.last_message_at.max(received_ms);
                 let outcome = match &env.content {
                     Content::Readings(readings) => {
-                        let mut inserted = 0;
+                        let (mut inserted, mut conflicts) = (0, 0);
                         // A message's readings are usually one device's: its cadence and row
                         // state are looked up once per run of readings of a device.
                         for run in readings.chunk_by(|a, b| a.device_id == b.device_id) {
@@ -259,25 +304,68 @@ impl StoreWriter {
                             });
                             t.received_at = t.received_at.max(received_ms);
                             for r in run {
-                                let (sid, new) = (sids[flat], new[flat]);
+                                let (sid, fate) = (sids[flat], fates[flat]);
                                 flat += 1;
                                 let observed = r.observed_at.as_millisecond();
-                                if new {
-                                    inserted += 1;
-                                    rollup
-                                        .entry((
-                                            r.metric,
-                                            r.city,
-                                            r.domain,
-                                            observed.div_euclid(MINUTE_MS) * MINUTE_MS,
-                                        ))
-                                        .or_insert_with(Rollup::empty)
-                                        .add(r.value);
-                                    if r.status == Status::Measuring
-                                        && let Some(p) = Pollutant::from_metric(r.metric)
-                                    {
-                                        pollutants.push((device, p, observed, r.value));
+                                let minute = observed.div_euclid(MINUTE_MS) * MINUTE_MS;
+                                let pollutant = Pollutant::from_metric(r.metric);
+                                let measuring = r.status == Status::Measuring;
+                                match fate {
+                                    Fate::New => {
+                                        inserted += 1;
+                                        rollup
+                                            .entry((r.metric, r.city, r.domain, minute))
+                                            .or_insert_with(Rollup::empty)
+                                            .add(r.value);
+                                        if let Some(p) = pollutant
+                                            && measuring
+                                        {
+                                            pollutants.push((device, p, observed, r.value));
+                                        }
                                     }
+                                    Fate::Replaced { old, old_status } => {
+                                        inserted += 1;
+                                        conflicts += 1;
+                                        rollup
+                                            .entry((r.metric, r.city, r.domain, minute))
+                                            .or_insert_with(Rollup::empty)
+                                            .replace(old, r.value);
+                                        if let Some(p) = pollutant {
+                                            let was = old_status == status_code(Status::Measuring);
+                                            let (sum, n) = match (was, measuring) {
+                                                (true, true) => (r.value - old, 0),
+                                                (true, false) => (-old, -1),
+                                                (false, true) => (r.value, 1),
+                                                (false, false) => (0.0, 0),
+                                            };
+                                            corrections.push((device, p, observed, sum, n));
+                                        }
+                                        conflict(
+                                            &tx,
+                                            env,
+                                            r,
+                                            old,
+                                            old_status,
+                                            r.value,
+                                            self.on_conflict,
+                                        )?;
+                                    }
+                                    Fate::Lost { kept } => {
+                                        conflicts += 1;
+                                        let status = status_code(r.status);
+                                        conflict(
+                                            &tx,
+                                            env,
+                                            r,
+                                            r.value,
+                                            status,
+                                            kept,
+                                            self.on_conflict,
+                                        )?;
+                                    }
+                                    Fate::Duplicate => {}
+                                }
+                                if fate.stored() {
                                     let l = Latest {
                                         observed_at: observed,
                                         value: r.value,
@@ -292,15 +380,31 @@ impl StoreWriter {
                                 }
                             }
                         }
-                        if inserted > 0 {
+                        delta.conflicts += conflicts as i64;
+                        let outcome = if inserted > 0 {
                             delta.stored += 1;
                             delta.readings += inserted as i64;
                             delta.last_stored_at = Some(received_ms);
-                            Outcome::Stored { inserted }
+                            Outcome::Stored {
+                                inserted,
+                                conflicts,
+                            }
+                        } else if conflicts > 0 {
+                            delta.rejected += 1;
+                            Outcome::Conflicted { conflicts }
                         } else {
                             delta.duplicate += 1;
                             Outcome::Duplicate
+                        };
+                        // A redelivery's rejected parts were quarantined the first time.
+                        if let Some(p) = &env.partial
+                            && outcome != Outcome::Duplicate
+                        {
+                            delta.partial += 1;
+                            delta.readings_rejected += p.rejected.len() as i64;
+                            quarantine_parts(&tx, env, p)?;
                         }
+                        outcome
                     }
                     Content::Rejected {
                         rejection,
@@ -321,22 +425,20 @@ impl StoreWriter {
                             delta.duplicate += 1;
                             Outcome::Duplicate
                         } else {
-                            tx.prepare_cached(
-                                "INSERT INTO rejects (feed, topic, received_at, reason, detail, payload,
-                                     payload_size, payload_sha256, truncated)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                            )?
-                            .execute(params![
-                                env.feed.as_str(),
-                                env.topic,
-                                received_ms,
-                                rejection.reason,
-                                rejection.detail,
-                                payload.as_ref(),
-                                *payload_size as i64,
-                                sha,
-                                payload.len() < *payload_size,
-                            ])?;
+                            super::insert_reject(
+                                &tx,
+                                &super::Quarantined {
+                                    feed: env.feed.as_str(),
+                                    topic: &env.topic,
+                                    received_at: received_ms,
+                                    reason: rejection.reason,
+                                    detail: &rejection.detail,
+                                    payload,
+                                    payload_size: *payload_size,
+                                    sha256: Some(sha),
+                                    partial: false,
+                                },
+                            )?;
                             delta.rejected += 1;
                             Outcome::Rejected
                         }
@@ -358,11 +460,12 @@ impl StoreWriter {
         }
         self.publish(&latest, &touched);
         self.hourly.add_all(&pollutants);
+        self.hourly.correct(&corrections);
         self.scratch = Scratch {
             latest,
             pollutants: recycle(pollutants),
             sids,
-            inserted: new,
+            fates,
             ..scratch
         };
         Ok(outcomes)
@@ -571,10 +674,11 @@ fn move_recent(tx: &rusqlite::Transaction<'_>, chunk: usize) -> Result<usize, St
 /// device, then time — rather than as they arrived, so a row that meets one already logged
 /// (see `add_to_row`) finds it once.
 ///
-/// Returns, per reading in batch order (messages, then readings), its series id and whether it
-/// was new. Of two readings of one series and time in a batch the earlier message's is the one
-/// stored, as in arrival order: `flat` orders them. `readings` is how many the batch carries
-/// (`batch_readings`). `new_series` is set when a series row was written.
+/// Returns, per reading in batch order (messages, then readings), its series id and its
+/// `Fate`. Of two readings of one series and time in a batch, one is kept (`settle`); `flat`
+/// orders them as they arrived. `readings` is how many the batch carries (`batch_readings`).
+/// `new_series` is set when a series row was written.
+#[allow(clippy::too_many_arguments)]
 fn insert_readings(
     tx: &rusqlite::Transaction<'_>,
     series: &mut SeriesCache,
@@ -583,7 +687,8 @@ fn insert_readings(
     readings: usize,
     log: &mut LogEnd,
     new_series: &mut bool,
-) -> Result<(Vec<i64>, Vec<bool>), StoreError> {
+    policy: OnConflict,
+) -> Result<(Vec<i64>, Vec<Fate>), StoreError> {
     let mut sids = reuse(&mut scratch.sids, readings);
     let mut order: Vec<Ordered<'_>> = reuse(&mut scratch.order, readings);
     for env in batch {
@@ -603,25 +708,21 @@ fn insert_readings(
         }
     }
     order.sort_unstable_by_key(|o| (o.key.device_key, o.observed, o.key.id, o.flat));
-    let mut inserted = reuse(&mut scratch.inserted, sids.len());
-    inserted.resize(sids.len(), false);
+    let mut fates = reuse(&mut scratch.fates, sids.len());
+    fates.resize(sids.len(), Fate::Duplicate);
     let mut blob = Vec::with_capacity(128);
+    let mut kept: Vec<&Ordered<'_>> = Vec::new();
     for row in
         order.chunk_by(|a, b| (a.key.device_key, a.observed) == (b.key.device_key, b.observed))
     {
         blob.clear();
+        kept.clear();
         let mut received = i64::MIN;
-        let mut previous = None;
-        let mut count = 0;
-        for o in row {
-            if previous == Some(o.key.id) {
-                continue; // the same series and time again in this batch
-            }
-            previous = Some(o.key.id);
+        for run in row.chunk_by(|a, b| a.key.id == b.key.id) {
+            let o = settle(run, policy, &mut fates);
             o.pack(&mut blob);
             received = received.max(o.received);
-            inserted[o.flat] = true;
-            count += 1;
+            kept.push(o);
         }
         let (device_key, observed) = (row[0].key.device_key, row[0].observed);
         let held = if log.horizon.may_hold(tx, device_key, observed)? {
@@ -631,12 +732,133 @@ fn insert_readings(
         };
         log.horizon.extend(device_key, observed);
         match held {
-            None => log.append(tx, device_key, observed, received, &blob, count)?,
-            Some(held) => add_to_row(tx, row, received, held, &mut inserted, log)?,
+            None => log.append(tx, device_key, observed, received, &blob, kept.len() as i64)?,
+            Some(held) => add_to_row(tx, &kept, received, held, &mut fates, log, policy)?,
         }
     }
     scratch.order = recycle(order);
-    Ok((sids, inserted))
+    Ok((sids, fates))
+}
+
+/// Of the readings of one series and time in a batch (in arrival order), the one to log, as
+/// `policy` says; the others are duplicates (the same value and status) or lose the conflict.
+fn settle<'r, 'a>(
+    run: &'r [Ordered<'a>],
+    policy: OnConflict,
+    fates: &mut [Fate],
+) -> &'r Ordered<'a> {
+    let winner = match policy {
+        OnConflict::KeepLatest => &run[run.len() - 1],
+        OnConflict::KeepFirst => &run[0],
+    };
+    let (value, status) = (winner.reading.value, status_code(winner.reading.status));
+    // Of the readings with the winning value, the first to arrive is the one stored.
+    let kept = run
+        .iter()
+        .find(|o| same(o.reading, value, status))
+        .unwrap_or(winner);
+    for o in run {
+        fates[o.flat] = if o.flat == kept.flat {
+            Fate::New
+        } else if same(o.reading, value, status) {
+            Fate::Duplicate
+        } else {
+            Fate::Lost { kept: value }
+        };
+    }
+    kept
+}
+
+/// Record the value a conflict did not keep as a `conflict` reject: the message's place, what
+/// was kept and why, and as payload the discarded reading as JSON.
+fn conflict(
+    tx: &rusqlite::Transaction<'_>,
+    env: &Envelope,
+    r: &Reading,
+    discarded: f64,
+    discarded_status: i64,
+    kept: f64,
+    policy: OnConflict,
+) -> Result<(), StoreError> {
+    let (which, rule) = match (discarded.to_bits() == r.value.to_bits(), policy) {
+        (true, OnConflict::KeepFirst) => ("this message's", "keep_first: the stored value stays"),
+        (true, OnConflict::KeepLatest) => (
+            "this message's",
+            "keep_latest: a later value in the same batch won",
+        ),
+        (false, _) => (
+            "the stored",
+            "keep_latest: this message's value replaced it",
+        ),
+    };
+    let detail = format!(
+        "device {}: {} at {}: kept {kept} {}, discarded {which} {discarded} ({rule})",
+        r.device_id, r.metric, r.observed_at, r.unit
+    );
+    let status = super::status_name(discarded_status);
+    let payload = serde_json::json!({
+        "device_id": r.device_id,
+        "metric": r.metric,
+        "observed_at": r.observed_at,
+        "value": discarded,
+        "unit": r.unit,
+        "status": status,
+        "kept": kept,
+    })
+    .to_string();
+    super::insert_reject(tx, &part_of(env, "conflict", &detail, payload.as_bytes()))
+}
+
+/// A reject row for a part of `env`'s message.
+fn part_of<'a>(
+    env: &'a Envelope,
+    reason: &'a str,
+    detail: &'a str,
+    payload: &'a [u8],
+) -> super::Quarantined<'a> {
+    super::Quarantined {
+        feed: env.feed.as_str(),
+        topic: &env.topic,
+        received_at: env.received_at.as_millisecond(),
+        reason,
+        detail,
+        payload,
+        payload_size: payload.len(),
+        sha256: None,
+        partial: true,
+    }
+}
+
+/// Quarantine the rejected parts of a stored message: one reject with the first part's
+/// reason, every part's reason and detail, and the raw payload.
+fn quarantine_parts(
+    tx: &rusqlite::Transaction<'_>,
+    env: &Envelope,
+    p: &Partial,
+) -> Result<(), StoreError> {
+    let stored = match &env.content {
+        Content::Readings(r) => r.len(),
+        Content::Rejected { .. } => 0,
+    };
+    let detail = format!(
+        "{} part(s) rejected, {stored} reading(s) stored: {}",
+        p.rejected.len(),
+        Rejection::joined(&p.rejected)
+    );
+    let reason = p.rejected.first().map_or("invalid_schema", |r| r.reason);
+    super::insert_reject(
+        tx,
+        &super::Quarantined {
+            // Truncated to `ingest.quarantine_max_bytes`: the size is the original's.
+            payload_size: p.payload_size,
+            ..part_of(env, reason, &detail, &p.payload)
+        },
+    )
+}
+
+/// Whether a reading holds exactly this value and status.
+fn same(r: &Reading, value: f64, status: i64) -> bool {
+    r.value.to_bits() == value.to_bits() && status_code(r.status) == status
 }
 
 /// The buffers a commit fills, kept for the next one. Allocated afresh, their pages were
@@ -649,7 +871,7 @@ struct Scratch {
     order: Vec<Ordered<'static>>,
     pollutants: Vec<(&'static str, Pollutant, i64, f64)>,
     sids: Vec<i64>,
-    inserted: Vec<bool>,
+    fates: Vec<Fate>,
 }
 
 /// An empty vector with room for `len`, in `kept`'s allocation (see `recycle`).
@@ -866,36 +1088,46 @@ impl Ordered<'_> {
     }
 }
 
-/// The device already has a row at this time (a redelivery, or more of its readings at a time
-/// it already reported): keep what the row holds and add the series it lacks. The row moves
-/// to the end of the log, so log readers (the forwarder, the live-value replay) see the added
-/// readings; they see its others again too, which both take as the no-op it is.
+/// The device already has a row at this time (a redelivery, a correction, or more of its
+/// readings at a time it already reported): a series the row lacks is added; one it holds
+/// with the same value is a duplicate; one it holds with another value is a conflict, settled
+/// by `policy`. If the row changed it moves to the end of the log, so log readers (the
+/// forwarder, the live-value replay) see it again; they take its unchanged readings as the
+/// no-op they are.
 fn add_to_row(
     tx: &rusqlite::Transaction<'_>,
-    row: &[Ordered<'_>],
+    kept: &[&Ordered<'_>],
     received: i64,
     held: LogRow,
-    inserted: &mut [bool],
+    fates: &mut [Fate],
     log: &mut LogEnd,
+    policy: OnConflict,
 ) -> Result<(), StoreError> {
-    let (device_key, observed) = (row[0].key.device_key, row[0].observed);
-    let ids = packed::decode(&held.readings)
-        .map(|r| r.map(|(series, ..)| series))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut blob = held.readings;
-    let mut added = 0;
-    for o in row {
-        if !inserted[o.flat] {
-            continue;
+    let (device_key, observed) = (kept[0].key.device_key, kept[0].observed);
+    let mut entries = packed::decode(&held.readings).collect::<Result<Vec<_>, _>>()?;
+    let mut changed = false;
+    for o in kept {
+        let (value, status) = (o.reading.value, status_code(o.reading.status));
+        match entries.iter_mut().find(|(series, ..)| *series == o.key.id) {
+            None => {
+                entries.push((o.key.id, value, status));
+                changed = true;
+            }
+            Some((_, v, s)) if same(o.reading, *v, *s) => fates[o.flat] = Fate::Duplicate,
+            Some((_, v, s)) => match policy {
+                OnConflict::KeepLatest => {
+                    fates[o.flat] = Fate::Replaced {
+                        old: *v,
+                        old_status: *s,
+                    };
+                    (*v, *s) = (value, status);
+                    changed = true;
+                }
+                OnConflict::KeepFirst => fates[o.flat] = Fate::Lost { kept: *v },
+            },
         }
-        if ids.contains(&o.key.id) {
-            inserted[o.flat] = false;
-            continue;
-        }
-        o.pack(&mut blob);
-        added += 1;
     }
-    if added > 0 {
+    if changed {
         let delete = if held.recent {
             log.recent_rows -= 1;
             "DELETE FROM observations_recent WHERE id = ?1"
@@ -903,14 +1135,17 @@ fn add_to_row(
             "DELETE FROM observations WHERE id = ?1"
         };
         tx.prepare_cached(delete)?.execute([held.id])?;
-        let count = (ids.len() + added) as i64;
+        let mut blob = Vec::with_capacity(held.readings.len() + 16);
+        for &(series, value, status) in &entries {
+            packed::encode(&mut blob, series, value, status);
+        }
         log.append(
             tx,
             device_key,
             observed,
             received.max(held.received),
             &blob,
-            count,
+            entries.len() as i64,
         )?;
     }
     Ok(())
@@ -1079,6 +1314,14 @@ struct Rollup {
 }
 
 impl Rollup {
+    /// A stored value `old` became `new`: the count stays, the sum moves. The minute's min
+    /// and max can only widen (the old value may have been one of them).
+    fn replace(&mut self, old: f64, new: f64) {
+        self.sum += new - old;
+        self.min = self.min.min(new);
+        self.max = self.max.max(new);
+    }
+
     fn empty() -> Rollup {
         Rollup {
             count: 0,
@@ -1130,14 +1373,18 @@ fn write_counters(
 ) -> Result<(), StoreError> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO feed_counters (feed, received, stored, rejected, duplicate, readings,
-                                    last_message_at, last_stored_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                    last_message_at, last_stored_at, partial, readings_rejected,
+                                    conflicts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (feed) DO UPDATE SET
            received = received + excluded.received,
            stored = stored + excluded.stored,
            rejected = rejected + excluded.rejected,
            duplicate = duplicate + excluded.duplicate,
            readings = readings + excluded.readings,
+           partial = partial + excluded.partial,
+           readings_rejected = readings_rejected + excluded.readings_rejected,
+           conflicts = conflicts + excluded.conflicts,
            last_message_at = MAX(COALESCE(last_message_at, 0), excluded.last_message_at),
            last_stored_at = COALESCE(MAX(last_stored_at, excluded.last_stored_at), last_stored_at, excluded.last_stored_at)",
     )?;
@@ -1150,7 +1397,10 @@ fn write_counters(
             d.duplicate,
             d.readings,
             d.last_message_at,
-            d.last_stored_at
+            d.last_stored_at,
+            d.partial,
+            d.readings_rejected,
+            d.conflicts
         ])?;
     }
     Ok(())

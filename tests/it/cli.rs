@@ -86,15 +86,35 @@ fn try_mapping_prints_the_readings_or_why_the_payload_is_rejected() {
         ),
     )
     .unwrap();
-    let readings = json_output(
+    let out = json_output(
         aggregator()
             .args(["try-mapping", "song-cong"])
             .arg(&good)
             .args(["--topic", "sc/senml/sc-aq-01"]),
     );
+    let readings = &out["readings"];
     assert_eq!(readings[0]["metric"], "pm25");
     assert_eq!(readings[0]["value"], 18.5);
     assert_eq!(readings[0]["city"], "song-cong");
+
+    // A payload partly valid: the readings, and each rejected part with its reason.
+    let partial = dir.path().join("partial.json");
+    std::fs::write(
+        &partial,
+        format!(
+            r#"[{{"bn":"urn:dev:sc:sc-aq-01:","bt":{},"n":"pm25","u":"ug/m3","v":18.5}},{{"n":"pm10","u":"furlong","v":3}}]"#,
+            now.as_second() - 60
+        ),
+    )
+    .unwrap();
+    let out = json_output(
+        aggregator()
+            .args(["try-mapping", "song-cong"])
+            .arg(&partial)
+            .args(["--topic", "sc/senml/sc-aq-01"]),
+    );
+    assert_eq!(out["readings"].as_array().unwrap().len(), 1);
+    assert_eq!(out["rejected"][0]["reason"], "unknown_unit");
 
     let bad = dir.path().join("bad.json");
     std::fs::write(

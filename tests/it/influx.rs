@@ -50,7 +50,7 @@ async fn stored_readings_arrive_in_influx_with_exact_values_times_and_tags() {
         port,
         vec![
             tn_message("TN-AQ-HUNGVUONG", at, 35.0),
-            tn_message("TN-AQ-NEW,1", at, 12.25),
+            tn_message("TN-AQ-NEW:1", at, 12.25),
         ],
     )
     .await;
@@ -83,8 +83,9 @@ async fn stored_readings_arrive_in_influx_with_exact_values_times_and_tags() {
     assert_eq!(pm25["metric"]["feed"], "thai-nguyen");
     assert_eq!(pm25["metric"]["status"], "measuring");
     assert_eq!(pm25["metric"]["ward"], "Phan Đình Phùng");
-    // A device id with a comma survives line-protocol escaping; an uncatalogued device has no ward.
-    let odd = find("air_quality_pm25", "TN-AQ-NEW,1");
+    // The ward's spaces survive line-protocol escaping (device ids cannot hold a comma, a space
+    // or `=` any more: see `normalise::valid_device_id`); an uncatalogued device has no ward.
+    let odd = find("air_quality_pm25", "TN-AQ-NEW:1");
     assert_eq!(values(&odd), vec![12.25]);
     assert!(odd["metric"].get("ward").is_none());
     assert_eq!(
