@@ -213,3 +213,101 @@ async fn a_redelivered_message_is_counted_as_duplicate_and_stored_once() {
     assert_eq!(series["count"], 1);
     app.stop().await;
 }
+
+/// Over MQTT and back through the API: a message partly valid stores its valid readings and
+/// quarantines the rest; a correction of a stored reading is a conflict, not a duplicate — the
+/// new value is served (`keep_latest`), the old one recorded, and both are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_messages_and_corrections_are_stored_quarantined_and_counted() {
+    let app = TestApp::spawn().await;
+    let at = minute_ago();
+    let message = |pm25: f64| {
+        json!({"station":"TN-AQ-HUNGVUONG","ts": tn_local(at),"status":"Hiệu chuẩn",
+            "d":[{"tag":"PM25","value":pm25,"unit":"ug/m3"},
+                 {"tag":"PM10","value":-3.0,"unit":"ug/m3"},
+                 {"tag":"SO2","value":12.0,"unit":"ug/Nm3"}]})
+        .to_string()
+        .into_bytes()
+    };
+    let topic = "tn/ioc/air/TN-AQ-HUNGVUONG".to_owned();
+    publish_all(app.broker_port, vec![(topic.clone(), message(35.2))]).await;
+    wait_for("the message stored", Duration::from_secs(20), || async {
+        stored(&app, "thai-nguyen").await == 1
+    })
+    .await;
+    // The correction, and a redelivery of it.
+    publish_all(
+        app.broker_port,
+        vec![(topic.clone(), message(36.0)), (topic, message(36.0))],
+    )
+    .await;
+    let feed = || async {
+        let feeds = app.get("/api/v1/feeds").await;
+        feeds["feeds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["feed"] == "thai-nguyen")
+            .unwrap()
+            .clone()
+    };
+    wait_for("all three settled", Duration::from_secs(20), || async {
+        let f = feed().await;
+        f["all_time"]["received"] == 3
+            && f["all_time"]["received"].as_i64()
+                == Some(
+                    ["stored", "rejected", "duplicate"]
+                        .iter()
+                        .map(|k| f["all_time"][k].as_i64().unwrap())
+                        .sum(),
+                )
+    })
+    .await;
+    let f = feed().await;
+    let all_time = &f["all_time"];
+    assert_eq!(all_time["stored"], 2, "{all_time}");
+    assert_eq!(all_time["duplicate"], 1, "{all_time}");
+    assert_eq!(all_time["partial"], 2, "{all_time}");
+    assert_eq!(all_time["readings_rejected"], 4, "{all_time}");
+    assert_eq!(all_time["conflicts"], 1, "{all_time}");
+    assert_eq!(f["since_start"]["conflicts"], 1);
+
+    let from = (at - 1.minute()).to_string();
+    let series = app
+        .get(&format!(
+            "/api/v1/devices/TN-AQ-HUNGVUONG/series?metric=pm25&from={from}"
+        ))
+        .await;
+    assert_eq!(series["points"].as_array().unwrap().len(), 1);
+    assert_eq!(series["points"][0]["value"], 36.0);
+    assert_eq!(series["points"][0]["status"], "calibrating");
+
+    let rejects = app.get("/api/v1/rejects?feed=thai-nguyen").await;
+    let rows = rejects["rejects"].as_array().unwrap();
+    let parts: Vec<_> = rows
+        .iter()
+        .filter(|r| r["reason"] == "invalid_value")
+        .collect();
+    assert_eq!(parts.len(), 2, "{rejects}");
+    assert!(parts.iter().all(|r| r["partial"] == true));
+    let detail = parts[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("pm10") && detail.contains("unknown_unit"),
+        "{detail}"
+    );
+    assert!(
+        parts[0]["payload_text"]
+            .as_str()
+            .unwrap()
+            .contains("ug/Nm3")
+    );
+    let conflict: Vec<_> = rows.iter().filter(|r| r["reason"] == "conflict").collect();
+    assert_eq!(conflict.len(), 1, "{rejects}");
+    assert!(
+        conflict[0]["payload_text"]
+            .as_str()
+            .unwrap()
+            .contains("35.2")
+    );
+    app.stop().await;
+}
