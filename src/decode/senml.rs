@@ -30,7 +30,7 @@ const METADATA: &[&str] = &[
 pub struct SenMlDecoder;
 
 #[derive(Deserialize)]
-struct Record<'a> {
+struct Fields<'a> {
     #[serde(borrow, default)]
     bn: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -78,7 +78,7 @@ impl SenMlDecoder {
         payload: &[u8],
         received_at: Timestamp,
     ) -> Result<Decoded, DecodeError> {
-        let records: Vec<Record<'_>> = parse_json(payload).map_err(|e| match e {
+        let records: Vec<Fields<'_>> = parse_json(payload).map_err(|e| match e {
             DecodeError::Schema(m) => {
                 DecodeError::Schema(format!("a SenML pack is a JSON array of records: {m}"))
             }
@@ -120,8 +120,16 @@ impl SenMlDecoder {
             }
             let n = r.n.as_deref().unwrap_or("");
             let unit = r.u.clone().or_else(|| base.unit.clone());
-            match record(i, &base, n, &r, unit.as_deref(), topic, received_at) {
-                Ok(Item::Observation(o)) => out.observations.push(o),
+            let read = Record {
+                i,
+                base: &base,
+                n,
+                unit: unit.as_deref(),
+                topic,
+                received_at,
+            };
+            match read.item(&r, &mut out.observations) {
+                Ok(Item::Observation) => {}
                 Ok(Item::Status(s)) => status = Some(s),
                 Ok(Item::Latitude(v)) => lat = Some(v),
                 Ok(Item::Longitude(v)) => lon = Some(v),
@@ -149,7 +157,8 @@ impl SenMlDecoder {
 
 /// What one record of a pack is.
 enum Item {
-    Observation(Observation),
+    /// A measurement, pushed to the observations.
+    Observation,
     /// A `status` text record: the status of every reading of the pack.
     Status(String),
     Latitude(f64),
@@ -158,106 +167,121 @@ enum Item {
     Ignored(&'static str),
 }
 
-/// Read record `i`, with the base fields in force and its unit (`u`, else `bu`).
-fn record(
+/// Where a record stands: its index, the base fields in force, its name and unit (`u`, else
+/// `bu`), and the message's topic and receipt time.
+struct Record<'r> {
     i: usize,
-    base: &Base<'_>,
-    n: &str,
-    r: &Record<'_>,
-    unit: Option<&str>,
-    topic: &str,
+    base: &'r Base<'r>,
+    n: &'r str,
+    unit: Option<&'r str>,
+    topic: &'r str,
     received_at: Timestamp,
-) -> Result<Item, Rejection> {
-    let full_name = || format!("{}{n}", base.name);
-    let reject = |reason: &'static str, why: String| {
-        Rejection::new(reason, format!("record {i} ({:?}): {why}", full_name()))
-    };
-    if base.name.is_empty() && n.is_empty() {
-        return Err(Rejection::new(
-            "invalid_schema",
-            format!("record {i} has no name (bn + n)"),
-        ));
-    }
-    if !valid_name(&base.name, n) {
-        return Err(reject(
-            "invalid_schema",
-            "the name is not a SenML name (RFC 8428 §4.5.1: it starts with A–Z a–z 0–9 and \
-             holds only those and - : . / _)"
-                .into(),
-        ));
-    }
-    let (device, metric) = split_name(&base.name, n, topic).ok_or_else(|| {
-        reject(
-            "missing_device_id",
-            "no device in the name or the topic".into(),
-        )
-    })?;
-    let value = match (r.v, r.vb, &r.vs, &r.vd, r.s) {
-        (Some(v), None, None, None, _) => ObservedValue::Number(v + base.value),
-        (None, Some(b), None, None, None) => ObservedValue::Bool(b),
-        (None, None, Some(s), None, None) => {
-            if metric.eq_ignore_ascii_case("status") {
-                return Ok(Item::Status(s.to_string()));
-            }
-            if let Some(field) = METADATA.iter().find(|m| metric.eq_ignore_ascii_case(m)) {
-                return Ok(Item::Ignored(field));
-            }
-            ObservedValue::Text(s.to_string())
+}
+
+impl Record<'_> {
+    /// Read the record `r`; a measurement is pushed to `observations` (built in place: an
+    /// observation is large, and moving it through the result showed in the profile).
+    fn item(&self, r: &Fields<'_>, observations: &mut Vec<Observation>) -> Result<Item, Rejection> {
+        let Record {
+            i,
+            base,
+            n,
+            unit,
+            topic,
+            received_at,
+        } = *self;
+        let full_name = || format!("{}{n}", base.name);
+        let reject = |reason: &'static str, why: String| {
+            Rejection::new(reason, format!("record {i} ({:?}): {why}", full_name()))
+        };
+        if base.name.is_empty() && n.is_empty() {
+            return Err(Rejection::new(
+                "invalid_schema",
+                format!("record {i} has no name (bn + n)"),
+            ));
         }
-        (None, None, None, Some(_), None) => return Ok(Item::Ignored("vd")),
-        (None, None, None, None, Some(s)) => ObservedValue::Number(s + base.sum),
-        (None, None, None, None, None) => {
-            return Err(reject("invalid_schema", "it has no value".into()));
-        }
-        _ => {
+        if !valid_name(&base.name, n) {
             return Err(reject(
                 "invalid_schema",
-                "it has more than one value".into(),
+                "the name is not a SenML name (RFC 8428 §4.5.1: it starts with A–Z a–z 0–9 and \
+             holds only those and - : . / _)"
+                    .into(),
             ));
         }
-    };
-    if let ObservedValue::Number(v) = value {
-        match (unit, metric.as_ref()) {
-            (Some("lat"), _) | (None, "lat" | "latitude") => return Ok(Item::Latitude(v)),
-            (Some("lon"), _) | (None, "lon" | "longitude") => return Ok(Item::Longitude(v)),
-            _ => {}
+        let (device, metric) = split_name(&base.name, n, topic).ok_or_else(|| {
+            reject(
+                "missing_device_id",
+                "no device in the name or the topic".into(),
+            )
+        })?;
+        let value = match (r.v, r.vb, &r.vs, &r.vd, r.s) {
+            (Some(v), None, None, None, _) => ObservedValue::Number(v + base.value),
+            (None, Some(b), None, None, None) => ObservedValue::Bool(b),
+            (None, None, Some(s), None, None) => {
+                if metric.eq_ignore_ascii_case("status") {
+                    return Ok(Item::Status(s.to_string()));
+                }
+                if let Some(field) = METADATA.iter().find(|m| metric.eq_ignore_ascii_case(m)) {
+                    return Ok(Item::Ignored(field));
+                }
+                ObservedValue::Text(s.to_string())
+            }
+            (None, None, None, Some(_), None) => return Ok(Item::Ignored("vd")),
+            (None, None, None, None, Some(s)) => ObservedValue::Number(s + base.sum),
+            (None, None, None, None, None) => {
+                return Err(reject("invalid_schema", "it has no value".into()));
+            }
+            _ => {
+                return Err(reject(
+                    "invalid_schema",
+                    "it has more than one value".into(),
+                ));
+            }
+        };
+        if let ObservedValue::Number(v) = value {
+            match (unit, metric.as_ref()) {
+                (Some("lat"), _) | (None, "lat" | "latitude") => return Ok(Item::Latitude(v)),
+                (Some("lon"), _) | (None, "lon" | "longitude") => return Ok(Item::Longitude(v)),
+                _ => {}
+            }
         }
-    }
-    // A name that holds only the device (`urn:dev:ow:10e2073a01080063`, RFC 8428 §5.1.4)
-    // measures what its unit says, where the unit says it unambiguously.
-    let metric = match (metric.as_ref(), unit) {
-        ("", Some("%RH")) => Cow::Borrowed("relative_humidity"),
-        ("", _) => {
-            return Err(reject(
-                "unknown_metric",
-                format!("device {device}: the name says no measurement, and the unit cannot"),
-            ));
+        // A name that holds only the device (`urn:dev:ow:10e2073a01080063`, RFC 8428 §5.1.4)
+        // measures what its unit says, where the unit says it unambiguously.
+        let metric = match (metric.as_ref(), unit) {
+            ("", Some("%RH")) => Cow::Borrowed("relative_humidity"),
+            ("", _) => {
+                return Err(reject(
+                    "unknown_metric",
+                    format!("device {device}: the name says no measurement, and the unit cannot"),
+                ));
+            }
+            _ => metric,
+        };
+        let time = base.time + r.t.unwrap_or(0.0);
+        let observed_at = if time.abs() < RELATIVE_LIMIT {
+            from_epoch_seconds(received_at.as_millisecond() as f64 / 1000.0 + time)
+        } else {
+            from_epoch_seconds(time)
         }
-        _ => metric,
-    };
-    let time = base.time + r.t.unwrap_or(0.0);
-    let observed_at = if time.abs() < RELATIVE_LIMIT {
-        from_epoch_seconds(received_at.as_millisecond() as f64 / 1000.0 + time)
-    } else {
-        from_epoch_seconds(time)
+        .ok_or_else(|| reject("invalid_timestamp", format!("time {time} is out of range")))?;
+        observations.push(Observation {
+            device_id: device.into_owned(),
+            domain_hint: None,
+            name: metric.into_owned(),
+            value,
+            unit: unit.map(str::to_owned),
+            observed_at: Some(observed_at),
+            status: None,
+            location: None,
+        });
+        Ok(Item::Observation)
     }
-    .ok_or_else(|| reject("invalid_timestamp", format!("time {time} is out of range")))?;
-    Ok(Item::Observation(Observation {
-        device_id: device.into_owned(),
-        domain_hint: None,
-        name: metric.into_owned(),
-        value,
-        unit: unit.map(str::to_owned),
-        observed_at: Some(observed_at),
-        status: None,
-        location: None,
-    }))
 }
 
 /// RFC 8428 §4.4: a label ending in `_` must be understood, or the pack must not be used. We
 /// understand none; labels are checked only when the text could hold one.
 fn must_understand(payload: &[u8]) -> Result<(), DecodeError> {
-    if !payload.windows(2).any(|w| w == b"_\"") {
+    if memchr::memmem::find(payload, b"_\"").is_none() {
         return Ok(());
     }
     let records: Vec<serde_json::Map<String, serde_json::Value>> =

@@ -24,8 +24,8 @@ pub struct ThaiNguyenDecoder {
 struct Message<'a> {
     #[serde(borrow, default)]
     station: Option<Cow<'a, str>>,
-    #[serde(default)]
-    ts: Option<Scalar>,
+    #[serde(borrow, default)]
+    ts: Option<Ts<'a>>,
     #[serde(borrow, default)]
     status: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -40,8 +40,8 @@ struct Tagged<'a> {
     #[serde(borrow, default)]
     unit: Option<Cow<'a, str>>,
     /// Some dataloggers stamp values individually.
-    #[serde(default)]
-    ts: Option<Scalar>,
+    #[serde(borrow, default)]
+    ts: Option<Ts<'a>>,
 }
 
 impl ThaiNguyenDecoder {
@@ -104,15 +104,74 @@ impl ThaiNguyenDecoder {
     }
 
     /// A `ts`: naive local time, RFC 3339, or a numeric epoch time.
-    fn time(&self, ts: &Scalar) -> Result<jiff::Timestamp, DecodeError> {
+    fn time(&self, ts: &Ts<'_>) -> Result<jiff::Timestamp, DecodeError> {
         match ts {
-            Scalar::Text(t) => parse_time(t, self.offset),
-            Scalar::Number(n) => from_epoch(*n).ok_or_else(|| {
+            Ts::Text(t) => parse_time(t, self.offset),
+            Ts::Epoch(n) => from_epoch(*n).ok_or_else(|| {
                 DecodeError::InvalidTimestamp(format!("ts {n} is not an epoch time"))
             }),
-            other => Err(DecodeError::InvalidTimestamp(format!(
-                "ts {other:?} is not a time"
+            Ts::Other(what) => Err(DecodeError::InvalidTimestamp(format!(
+                "ts is {what}, not a time"
             ))),
         }
+    }
+}
+
+/// A `ts` as written: text (borrowed from the payload when it can be), an epoch number, or
+/// something else that is then rejected as `invalid_timestamp` rather than `invalid_schema`.
+enum Ts<'a> {
+    Text(Cow<'a, str>),
+    Epoch(f64),
+    Other(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Ts<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ts<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a time")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Ts<'de>, E> {
+                Ok(Ts::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Ts<'de>, E> {
+                Ok(Ts::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Ts<'de>, E> {
+                Ok(Ts::Epoch(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Ts<'de>, E> {
+                Ok(Ts::Epoch(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Ts<'de>, E> {
+                Ok(Ts::Epoch(v as f64))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Ts<'de>, E> {
+                Ok(Ts::Other("a boolean"))
+            }
+            fn visit_unit<E>(self) -> Result<Ts<'de>, E> {
+                Ok(Ts::Other("null"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Ts<'de>, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Ts::Other("an array"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Ts<'de>, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Ts::Other("an object"))
+            }
+        }
+        d.deserialize_any(V)
     }
 }

@@ -113,18 +113,13 @@ impl Normaliser {
             ));
         }
         let mut readings: Vec<Reading> = Vec::with_capacity(observations.len());
-        // The vendor name of each reading, for the message about a conflict.
-        let mut names: Vec<String> = Vec::new();
-        for o in observations {
-            match self.one(&o, vocabulary, received_at, now) {
-                Ok(r) => {
-                    readings.push(r);
-                    names.push(o.name);
-                }
+        for o in &observations {
+            match self.one(o, vocabulary, received_at, now) {
+                Ok(r) => readings.push(r),
                 Err(e) => rejected.push(e),
             }
         }
-        let readings = one_value_per_series(readings, &names, &mut rejected);
+        let readings = one_value_per_series(readings, &observations, &mut rejected);
         if readings.is_empty() {
             return Err(combined(&rejected));
         }
@@ -338,7 +333,7 @@ fn off(words: &[(&str, f64)]) -> f64 {
 /// conflict nothing can settle, and every one of them is rejected.
 fn one_value_per_series(
     readings: Vec<Reading>,
-    names: &[String],
+    observations: &[Observation],
     rejected: &mut Vec<Rejection>,
 ) -> Vec<Reading> {
     let key = |r: &Reading| (r.metric, r.observed_at, r.device_id.clone());
@@ -374,20 +369,29 @@ fn one_value_per_series(
             keep[g[0]] = true;
             continue;
         }
-        let values: Vec<String> = g
+        let values: Vec<String> = g.iter().map(|&i| readings[i].value.to_string()).collect();
+        // The vendor names it came under (rare: found again rather than kept for every reading).
+        let mut names: Vec<&str> = observations
             .iter()
-            .map(|&i| format!("{} ({})", readings[i].value, names[i]))
+            .filter(|o| {
+                o.device_id.trim() == first.device_id
+                    && o.observed_at == Some(first.observed_at)
+                    && catalog::lookup(&o.name).is_some_and(|s| s.name == first.metric)
+            })
+            .map(|o| o.name.as_str())
             .collect();
+        names.dedup();
         rejected.push(Rejection::new(
             "conflict",
             format!(
-                "device {}: {} at {} has {} different values in one message: {} {}",
+                "device {}: {} at {} has {} different values in one message: {} {} (from {})",
                 first.device_id,
                 first.metric,
                 first.observed_at,
                 g.len(),
                 values.join(", "),
-                first.unit
+                first.unit,
+                names.join(", ")
             ),
         ));
     }

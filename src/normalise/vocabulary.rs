@@ -2,13 +2,26 @@
 //! spaces, `_`/`-` and Vietnamese diacritics do not matter (`Hiệu chuẩn` = `hieu_chuan` =
 //! `HIEUCHUAN`).
 
+use std::borrow::Cow;
+
 use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
 
 use crate::model::Status;
 
 /// `text` as a comparison key: canonical decomposition (NFD) without its combining marks, `đ`
-/// as `d` (it has no decomposition), lower case, without blanks, `_` and `-`.
-pub fn fold(text: &str) -> String {
+/// as `d` (it has no decomposition), lower case, without blanks, `_` and `-`. A key already
+/// (`measuring`, every status of every message of most feeds) is not copied.
+pub fn fold(text: &str) -> Cow<'_, str> {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(fold_owned(text))
+}
+
+fn fold_owned(text: &str) -> String {
     text.nfd()
         .filter(|c| !is_combining_mark(*c))
         .filter(|c| !c.is_whitespace() && !matches!(c, '_' | '-'))
