@@ -11,6 +11,7 @@ use serde_json::{Value, value::RawValue};
 
 use super::{DecodeError, Scalar, parse_json, parse_time};
 use crate::model::{Decoded, Location, Observation, ObservedValue, Rejection};
+use crate::normalise::catalog;
 
 #[derive(Debug, Clone)]
 pub struct NgsiLdDecoder {
@@ -316,6 +317,14 @@ impl NgsiLdDecoder {
                     continue;
                 }
                 Ok(Attribute::Instances(i)) => i,
+                // A structure under a name we do not measure is an unknown attribute first.
+                Err(why) if catalog::lookup(key).is_none() => {
+                    out.rejected.push(reject(
+                        "unknown_metric",
+                        format!("is not a metric we know, and {why}"),
+                    ));
+                    continue;
+                }
                 Err(why) => {
                     out.rejected.push(reject("invalid_value", why));
                     continue;
