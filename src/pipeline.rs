@@ -236,6 +236,27 @@ pub fn stored_readings(
         .collect()
 }
 
+/// Remove the readings at these positions (messages, then readings; ascending) from `batch`:
+/// values a conflict did not keep, which consumers after the commit must not act on.
+fn drop_readings(batch: &mut [Envelope], positions: &[usize]) {
+    if positions.is_empty() {
+        return;
+    }
+    let (mut flat, mut next) = (0, positions.iter().peekable());
+    for env in batch {
+        if let Content::Readings(readings) = &mut env.content {
+            let start = flat;
+            flat += readings.len();
+            let mut i = start;
+            readings.retain(|_| {
+                let drop = next.next_if(|&&p| p == i).is_some();
+                i += 1;
+                !drop
+            });
+        }
+    }
+}
+
 /// How the commit loop groups messages into transactions.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
@@ -322,6 +343,8 @@ pub fn run_commits(
             // recognises the duplicate.
             let _ = link.acks.send(ack);
         }
+        let mut envelopes = envelopes;
+        drop_readings(&mut envelopes, writer.discarded());
         on_commit(envelopes, &outcomes);
         let moving = std::time::Instant::now();
         match writer.merge_recent_if_due() {
@@ -365,5 +388,61 @@ fn commit_with_retry(writer: &mut StoreWriter, envelopes: &[Envelope]) -> Vec<Ou
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{City, Domain, FeedId, Status};
+
+    fn envelope(values: &[f64]) -> Envelope {
+        let at = Timestamp::from_second(1_795_000_000).unwrap();
+        let readings = values
+            .iter()
+            .map(|&value| Reading {
+                city: City::ThaiNguyen,
+                feed: FeedId::new("thai-nguyen"),
+                device_id: "A".into(),
+                domain: Domain::AirQuality,
+                metric: "pm25",
+                value,
+                unit: "µg/m³",
+                observed_at: at,
+                received_at: at,
+                location: None,
+                status: Status::Measuring,
+            })
+            .collect();
+        Envelope {
+            feed: FeedId::new("thai-nguyen"),
+            topic: "t".into(),
+            received_at: at,
+            content: Content::Readings(readings),
+            partial: None,
+        }
+    }
+
+    fn values(batch: &[Envelope]) -> Vec<Vec<f64>> {
+        batch
+            .iter()
+            .map(|e| match &e.content {
+                Content::Readings(r) => r.iter().map(|r| r.value).collect(),
+                Content::Rejected { .. } => vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readings_a_conflict_discarded_are_not_passed_on() {
+        let mut batch = vec![
+            envelope(&[1.0, 2.0]),
+            envelope(&[3.0]),
+            envelope(&[4.0, 5.0]),
+        ];
+        drop_readings(&mut batch, &[1, 2, 4]);
+        assert_eq!(values(&batch), vec![vec![1.0], vec![], vec![4.0]]);
+        drop_readings(&mut batch, &[]);
+        assert_eq!(values(&batch), vec![vec![1.0], vec![], vec![4.0]]);
     }
 }

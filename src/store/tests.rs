@@ -803,9 +803,11 @@ async fn conflicts_are_settled_by_the_policy_and_recorded() {
         w.commit(std::slice::from_ref(&first)).unwrap();
         // Across commits.
         let out = w.commit(std::slice::from_ref(&correction)).unwrap();
+        let discarded_out = w.discarded().to_vec();
         // Within one batch: two senders disagree.
         let other_time = |v| env(vec![reading("A", "pm25", t0() + 1.minute(), v)]);
         let in_batch = w.commit(&[other_time(1.0), other_time(2.0)]).unwrap();
+        let discarded_in_batch = w.discarded().to_vec();
         let values = store
             .series("A", "pm25", t0(), t0() + 1.hours(), 10)
             .await
@@ -827,11 +829,14 @@ async fn conflicts_are_settled_by_the_policy_and_recorded() {
                 assert_eq!(out, vec![replaced]);
                 assert_eq!(in_batch, vec![lost, stored]);
                 assert_eq!(values, vec![41.5, 2.0]);
+                // What was not kept is not passed on (the replaced value was never in a batch).
+                assert_eq!((discarded_out, discarded_in_batch), (vec![], vec![0]));
             }
             OnConflict::KeepFirst => {
                 assert_eq!(out, vec![lost]);
                 assert_eq!(in_batch, vec![stored, lost]);
                 assert_eq!(values, vec![40.0, 1.0]);
+                assert_eq!((discarded_out, discarded_in_batch), (vec![0], vec![1]));
             }
         }
         // A redelivery of what is stored is still a duplicate.

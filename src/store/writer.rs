@@ -169,6 +169,9 @@ pub struct StoreWriter {
     move_chunk: usize,
     /// Which of two values of one series and time is kept.
     on_conflict: OnConflict,
+    /// The last commit's readings that lost a conflict, by position in the batch (messages,
+    /// then readings): not stored, so consumers after the commit must not see them.
+    discarded: Vec<usize>,
     scratch: Scratch,
 }
 
@@ -228,6 +231,7 @@ impl StoreWriter {
             merge_rows: MERGE_ROWS,
             merge_rows_max: MERGE_ROWS_MAX,
             on_conflict: config.on_conflict,
+            discarded: Vec::new(),
             merge_gap: MERGE_GAP,
             move_chunk: MOVE_CHUNK,
             scratch: Scratch::default(),
@@ -246,7 +250,13 @@ impl StoreWriter {
         result
     }
 
+    /// The last commit's readings that lost a conflict (see `discarded`), in batch order.
+    pub fn discarded(&self) -> &[usize] {
+        &self.discarded
+    }
+
     fn commit_inner(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, StoreError> {
+        self.discarded.clear();
         // IMMEDIATE: the write lock is taken up front (waiting under the busy timeout), so a
         // read early in the batch cannot make the later write fail with SQLITE_BUSY.
         let tx = self
@@ -352,6 +362,7 @@ impl StoreWriter {
                                     }
                                     Fate::Lost { kept } => {
                                         conflicts += 1;
+                                        self.discarded.push(flat - 1);
                                         let status = status_code(r.status);
                                         conflict(
                                             &tx,
