@@ -181,11 +181,15 @@ pub async fn run_feed(
     }
 }
 
-/// The Prometheus counters of ignored fields of one feed, registered on first use: a field
-/// name comes from the formats' catalogues, so there are few.
+/// The counters of ignored fields of one feed (Prometheus and the feed's snapshot), registered
+/// on first use: a field name comes from the formats' catalogues, so there are few.
 struct IgnoredCounters {
     stats: Arc<FeedStats>,
-    counters: Vec<(&'static str, metrics::Counter)>,
+    counters: Vec<(
+        &'static str,
+        metrics::Counter,
+        Arc<std::sync::atomic::AtomicU64>,
+    )>,
 }
 
 impl IgnoredCounters {
@@ -202,16 +206,19 @@ impl IgnoredCounters {
         }
         self.stats.ignored(fields.len());
         for &field in fields {
-            let i = match self.counters.iter().position(|(f, _)| *f == field) {
+            let i = match self.counters.iter().position(|(f, ..)| *f == field) {
                 Some(i) => i,
                 None => {
                     let feed = self.stats.feed.to_string();
                     let c = metrics::counter!(names::IGNORED, "feed" => feed, "field" => field);
-                    self.counters.push((field, c));
+                    self.counters
+                        .push((field, c, self.stats.ignored_field(field)));
                     self.counters.len() - 1
                 }
             };
-            self.counters[i].1.increment(1);
+            let (_, prometheus, snapshot) = &self.counters[i];
+            prometheus.increment(1);
+            snapshot.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

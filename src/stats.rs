@@ -56,6 +56,8 @@ pub struct FeedStats {
     readings_rejected: AtomicU64,
     conflicts: AtomicU64,
     ignored: AtomicU64,
+    /// Per ignored field, its count: the feed task holds a clone of each counter.
+    ignored_fields: Mutex<Vec<(&'static str, Arc<AtomicU64>)>>,
     connections: AtomicU64,
     sessions_lost: AtomicU64,
     stale_acks: AtomicU64,
@@ -104,6 +106,7 @@ impl FeedStats {
             readings_rejected: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
+            ignored_fields: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
             sessions_lost: AtomicU64::new(0),
             stale_acks: AtomicU64::new(0),
@@ -180,9 +183,23 @@ impl FeedStats {
         }
     }
 
-    /// Fields ignored (see `pipeline::IgnoredCounters` for the per-field metric).
+    /// Fields ignored (see `pipeline::IgnoredCounters`, which counts each field).
     pub fn ignored(&self, n: usize) {
         self.ignored.fetch_add(n as u64, Relaxed);
+    }
+
+    /// The counter of one ignored field, shown in the snapshot; created on first use.
+    pub fn ignored_field(&self, field: &'static str) -> Arc<AtomicU64> {
+        let mut fields = self
+            .ignored_fields
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = fields.iter().find(|(f, _)| *f == field) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(AtomicU64::new(0));
+        fields.push((field, Arc::clone(&c)));
+        c
     }
 
     pub fn duplicate(&self) {
@@ -241,6 +258,13 @@ impl FeedStats {
             readings_rejected: self.readings_rejected.load(Relaxed),
             conflicts: self.conflicts.load(Relaxed),
             ignored_fields: self.ignored.load(Relaxed),
+            ignored_by_field: self
+                .ignored_fields
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(f, c)| (*f, c.load(Relaxed)))
+                .collect(),
             connections: self.connections.load(Relaxed),
             sessions_lost: self.sessions_lost.load(Relaxed),
             stale_acks_dropped: self.stale_acks.load(Relaxed),
@@ -275,6 +299,8 @@ pub struct FeedSnapshot {
     pub conflicts: u64,
     /// Fields the formats' catalogues ignore (metadata, thresholds, references).
     pub ignored_fields: u64,
+    /// The same, per field.
+    pub ignored_by_field: std::collections::BTreeMap<&'static str, u64>,
     pub connections: u64,
     pub sessions_lost: u64,
     pub stale_acks_dropped: u64,

@@ -111,6 +111,9 @@ const IGNORED: &[&str] = &[
     "sensorType",
     "category",
     "annotations",
+    "weatherType",
+    "pressureTendency",
+    "dataQuality",
 ];
 
 /// The Smart Data Models' units for attributes sent without a `unitCode`, where the model
@@ -196,13 +199,25 @@ fn default_unit(key: &str) -> Option<&'static str> {
 }
 
 /// The device of an entity id: what follows `urn:ngsi-ld:<Type>:` (which may hold colons
-/// itself, e.g. a time), or the whole id when it is not such a URN.
-fn device_of(id: &str) -> &str {
-    id.strip_prefix("urn:ngsi-ld:")
-        .and_then(|rest| rest.split_once(':'))
-        .map(|(_, device)| device)
-        .filter(|d| !d.is_empty())
-        .unwrap_or(id)
+/// itself, e.g. a time), or the whole id when it is not such a URN. `None`: a URN that names
+/// a type but no entity.
+fn device_of(id: &str) -> Option<&str> {
+    match id.strip_prefix("urn:ngsi-ld:") {
+        Some(rest) => rest
+            .split_once(':')
+            .map(|(_, device)| device)
+            .filter(|d| !d.is_empty()),
+        None => Some(id),
+    }
+}
+
+/// The attribute name as the metric catalogue knows it: in a water entity, `temperature` is
+/// the water's.
+fn measured_name<'k>(kind: &str, key: &'k str) -> &'k str {
+    match (kind, key) {
+        ("WaterQualityObserved" | "WaterObserved", "temperature") => "waterTemperature",
+        _ => key,
+    }
 }
 
 impl NgsiLdDecoder {
@@ -262,7 +277,13 @@ impl NgsiLdDecoder {
                 SUPPORTED.join(", ")
             )));
         }
-        let device = device_of(&id).to_owned();
+        let device = device_of(&id)
+            .ok_or_else(|| {
+                DecodeError::MissingDeviceId(format!(
+                    "entity id {id:?} names a type but no entity (urn:ngsi-ld:<Type>:<id>)"
+                ))
+            })?
+            .to_owned();
         let small =
             |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_err(super::json_error);
         let entity_time = match TIME_KEYS.iter().find_map(|k| e.get(*k)) {
@@ -288,7 +309,7 @@ impl NgsiLdDecoder {
         let observed = |key: &str, value: Scalar, unit: Option<String>, at| Observation {
             device_id: device.clone(),
             domain_hint: Some(kind.clone()),
-            name: key.to_owned(),
+            name: measured_name(&kind, key).to_owned(),
             value: match value {
                 Scalar::Number(v) => ObservedValue::Number(v),
                 Scalar::Bool(b) => ObservedValue::Bool(b),

@@ -311,3 +311,59 @@ async fn partial_messages_and_corrections_are_stored_quarantined_and_counted() {
     );
     app.stop().await;
 }
+
+/// Fields a format's catalogue ignores are listed and counted, per feed and field, in
+/// `/api/v1/feeds` and `/metrics`; they are neither readings nor rejects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_fields_are_counted_per_field() {
+    let app = TestApp::spawn().await;
+    let at = minute_ago();
+    let flood = json!({"id":"urn:ngsi-ld:FloodMonitoring:PY-WL-CHA","type":"FloodMonitoring",
+        "observationDateTime":{"type":"Property","value": at.to_string()},
+        "currentLevel":{"type":"Property","value":8.35,"unitCode":"MTR"},
+        "alertLevel":{"type":"Property","value":8.0,"unitCode":"MTR"},
+        "dangerLevel":{"type":"Property","value":10.0,"unitCode":"MTR"},
+        "refDevice":{"type":"Relationship","object":"urn:ngsi-ld:Device:CHA-01"}});
+    publish_all(
+        app.broker_port,
+        vec![(
+            "py/ngsi-ld/FloodMonitoring".into(),
+            flood.to_string().into_bytes(),
+        )],
+    )
+    .await;
+    wait_for("the message stored", Duration::from_secs(20), || async {
+        stored(&app, "pho-yen").await == 1
+    })
+    .await;
+    let feeds = app.get("/api/v1/feeds").await;
+    let py = feeds["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["feed"] == "pho-yen")
+        .unwrap();
+    let since = &py["since_start"];
+    assert_eq!(since["readings"], 1, "{since}");
+    assert_eq!(since["readings_rejected"], 0, "{since}");
+    assert_eq!(since["ignored_fields"], 3, "{since}");
+    assert_eq!(
+        since["ignored_by_field"],
+        json!({"alertLevel": 1, "dangerLevel": 1, "refDevice": 1})
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = "ioc_fields_ignored_total{feed=\"pho-yen\",field=\"alertLevel\"} ";
+    assert!(
+        metrics.lines().any(|l| l.starts_with(series)),
+        "no {series} in /metrics"
+    );
+    app.stop().await;
+}
