@@ -219,7 +219,10 @@ fn as_written(values: &[(Field, f64)]) -> Vec<(Field, Value, Value)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases each in the test run; `PROPTEST_CASES=20000` for a long run.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
+    ))]
 
     #[test]
     fn valid_payloads_give_every_value_converted_exactly((format, values) in payloads()) {
