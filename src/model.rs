@@ -264,24 +264,130 @@ pub struct Reading {
     pub status: Status,
 }
 
-/// Why a message was quarantined instead of stored. `reason` is a stable snake_case code (the
-/// API filters on it and metrics are labelled with it); `detail` says what exactly was wrong.
+/// Why a message (or a part of it) was quarantined instead of stored: a stable snake_case
+/// code that the API filters on and metrics are labelled with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Larger than `ingest.max_payload_bytes`.
+    PayloadTooLarge,
+    /// Nothing (or only blanks) in the payload.
+    EmptyPayload,
+    InvalidUtf8,
+    /// Not JSON.
+    MalformedJson,
+    /// JSON of the wrong shape, a SenML name outside the RFC 8428 grammar, a must-understand
+    /// field we do not understand.
+    InvalidSchema,
+    MissingDeviceId,
+    /// Not 1–128 characters of `A–Z a–z 0–9 . _ : ~ @ -`.
+    InvalidDeviceId,
+    MissingTimestamp,
+    InvalidTimestamp,
+    /// An NGSI-LD entity type we do not read.
+    UnsupportedEntityType,
+    /// Of the wrong type, not finite, or outside the metric's possible range (or the device's
+    /// band).
+    InvalidValue,
+    UnknownMetric,
+    /// A unit the format's vocabulary does not know, that cannot express the metric, or none
+    /// where one is needed.
+    UnknownUnit,
+    /// Later than now plus `ingest.max_future_skew`.
+    FutureTimestamp,
+    /// Older than `store.retention`.
+    ExpiredTimestamp,
+    InvalidLocation,
+    UnknownStatus,
+    /// Another value for a device, metric and time: in one message, or the value a stored
+    /// conflict did not keep (`store.on_conflict`).
+    Conflict,
+    /// InfluxDB refused the line.
+    InfluxRejected,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 19] = [
+        RejectReason::PayloadTooLarge,
+        RejectReason::EmptyPayload,
+        RejectReason::InvalidUtf8,
+        RejectReason::MalformedJson,
+        RejectReason::InvalidSchema,
+        RejectReason::MissingDeviceId,
+        RejectReason::InvalidDeviceId,
+        RejectReason::MissingTimestamp,
+        RejectReason::InvalidTimestamp,
+        RejectReason::UnsupportedEntityType,
+        RejectReason::InvalidValue,
+        RejectReason::UnknownMetric,
+        RejectReason::UnknownUnit,
+        RejectReason::FutureTimestamp,
+        RejectReason::ExpiredTimestamp,
+        RejectReason::InvalidLocation,
+        RejectReason::UnknownStatus,
+        RejectReason::Conflict,
+        RejectReason::InfluxRejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::PayloadTooLarge => "payload_too_large",
+            RejectReason::EmptyPayload => "empty_payload",
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::MalformedJson => "malformed_json",
+            RejectReason::InvalidSchema => "invalid_schema",
+            RejectReason::MissingDeviceId => "missing_device_id",
+            RejectReason::InvalidDeviceId => "invalid_device_id",
+            RejectReason::MissingTimestamp => "missing_timestamp",
+            RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::UnsupportedEntityType => "unsupported_entity_type",
+            RejectReason::InvalidValue => "invalid_value",
+            RejectReason::UnknownMetric => "unknown_metric",
+            RejectReason::UnknownUnit => "unknown_unit",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::ExpiredTimestamp => "expired_timestamp",
+            RejectReason::InvalidLocation => "invalid_location",
+            RejectReason::UnknownStatus => "unknown_status",
+            RejectReason::Conflict => "conflict",
+            RejectReason::InfluxRejected => "influx_rejected",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RejectReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RejectReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+                format!("unknown reason {s:?} (expected one of {})", all.join(", "))
+            })
+    }
+}
+
+/// Why a message, or a part of it, was quarantined; `detail` says what exactly was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
-    pub reason: &'static str,
+    pub reason: RejectReason,
     pub detail: String,
 }
 
 impl Rejection {
-    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
         Rejection {
             reason,
             detail: detail.into(),
         }
     }
-}
 
-impl Rejection {
     /// Several rejections as one line: `reason: detail; reason: detail`.
     pub fn joined(rejected: &[Rejection]) -> String {
         rejected
@@ -298,25 +404,25 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// Every reject reason code, for API validation and documentation.
-pub const REJECT_REASONS: &[&str] = &[
-    "payload_too_large",
-    "empty_payload",
-    "invalid_utf8",
-    "malformed_json",
-    "invalid_schema",
-    "missing_device_id",
-    "invalid_device_id",
-    "missing_timestamp",
-    "invalid_timestamp",
-    "unsupported_entity_type",
-    "invalid_value",
-    "unknown_metric",
-    "unknown_unit",
-    "future_timestamp",
-    "expired_timestamp",
-    "invalid_location",
-    "unknown_status",
-    "conflict",
-    "influx_rejected",
-];
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_reasons_are_one_list_for_code_json_and_the_api() {
+        for r in RejectReason::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+            assert_eq!(r.as_str().parse::<RejectReason>(), Ok(r));
+        }
+        let mut names: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), RejectReason::ALL.len());
+        assert!(
+            "banana"
+                .parse::<RejectReason>()
+                .unwrap_err()
+                .contains("conflict")
+        );
+    }
+}

@@ -19,7 +19,7 @@ use tracing::{error, trace, warn};
 
 use crate::config::IngestConfig;
 use crate::decode::Decoder;
-use crate::model::{Normalised, Reading, Rejection};
+use crate::model::{Normalised, Reading, RejectReason, Rejection};
 use crate::normalise::Normaliser;
 use crate::source::{AckToken, Delivery};
 use crate::stats::{FeedStats, names};
@@ -79,7 +79,7 @@ pub fn process(
 ) -> Result<Normalised, Rejection> {
     if payload.len() > limits.max_payload_bytes {
         return Err(Rejection::new(
-            "payload_too_large",
+            RejectReason::PayloadTooLarge,
             format!(
                 "payload is {} bytes, the limit is {} (ingest.max_payload_bytes)",
                 payload.len(),
@@ -324,13 +324,14 @@ pub fn run_commits(
                 }
                 (Outcome::Duplicate, _) => link.stats.duplicate(),
                 (Outcome::Conflicted { conflicts }, _) => {
-                    link.stats.rejected("conflict");
+                    link.stats.rejected(RejectReason::Conflict);
                     link.stats.conflicts(*conflicts);
                 }
-                (Outcome::Rejected, Content::Rejected { rejection, .. }) => {
-                    link.stats.rejected(rejection.reason)
-                }
-                (Outcome::Rejected, _) => link.stats.rejected("unknown"),
+                (Outcome::Rejected, content) => link.stats.rejected(match content {
+                    Content::Rejected { rejection, .. } => rejection.reason,
+                    // Not produced by the writer: a message with readings is never Rejected.
+                    Content::Readings(_) => RejectReason::InvalidSchema,
+                }),
             }
             if let Some(p) = &envelope.partial
                 && matches!(outcome, Outcome::Stored { .. })

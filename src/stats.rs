@@ -159,9 +159,10 @@ impl FeedStats {
         self.per_message.readings.increment(readings as u64);
     }
 
-    pub fn rejected(&self, reason: &'static str) {
+    pub fn rejected(&self, reason: crate::model::RejectReason) {
         self.rejected.fetch_add(1, Relaxed);
-        counter!(names::REJECTED, "feed" => self.feed.to_string(), "reason" => reason).increment(1);
+        counter!(names::REJECTED, "feed" => self.feed.to_string(), "reason" => reason.as_str())
+            .increment(1);
     }
 
     /// A stored message had these parts quarantined.
@@ -170,7 +171,7 @@ impl FeedStats {
         self.readings_rejected
             .fetch_add(rejected.len() as u64, Relaxed);
         for r in rejected {
-            counter!(names::READINGS_REJECTED, "feed" => self.feed.to_string(), "reason" => r.reason)
+            counter!(names::READINGS_REJECTED, "feed" => self.feed.to_string(), "reason" => r.reason.as_str())
                 .increment(1);
         }
     }

@@ -13,7 +13,7 @@ use super::{
     error::{ApiError, ApiQuery, ApiResult},
     params,
 };
-use crate::{model::REJECT_REASONS, stats::FeedSnapshot, store::RejectFilter};
+use crate::{model::RejectReason, stats::FeedSnapshot, store::RejectFilter};
 
 /// Health verdict of a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,12 +104,9 @@ pub async fn rejects(
         )));
     }
     if let Some(reason) = &p.reason
-        && !REJECT_REASONS.contains(&reason.as_str())
+        && let Err(e) = reason.parse::<RejectReason>()
     {
-        return Err(ApiError::bad(format!(
-            "unknown reason {reason:?}; reasons: {}",
-            REJECT_REASONS.join(", ")
-        )));
+        return Err(ApiError::bad(e));
     }
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

@@ -13,7 +13,7 @@ use jiff::{Timestamp, civil, tz};
 use serde::{Deserialize, de};
 
 use crate::config::{FeedConfig, FeedFormat};
-use crate::model::{Decoded, ObservedValue, Rejection};
+use crate::model::{Decoded, ObservedValue, RejectReason, Rejection};
 use crate::normalise::units::Vocabulary;
 
 pub use mapping::JsonMappingDecoder;
@@ -98,18 +98,18 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> RejectReason {
         match self {
-            DecodeError::Empty => "empty_payload",
-            DecodeError::InvalidUtf8(_) => "invalid_utf8",
-            DecodeError::MalformedJson(_) => "malformed_json",
-            DecodeError::Schema(_) => "invalid_schema",
-            DecodeError::MissingDeviceId(_) => "missing_device_id",
-            DecodeError::MissingTimestamp(_) => "missing_timestamp",
-            DecodeError::InvalidTimestamp(_) => "invalid_timestamp",
-            DecodeError::UnsupportedType(_) => "unsupported_entity_type",
-            DecodeError::InvalidValue(_) => "invalid_value",
-            DecodeError::InvalidLocation(_) => "invalid_location",
+            DecodeError::Empty => RejectReason::EmptyPayload,
+            DecodeError::InvalidUtf8(_) => RejectReason::InvalidUtf8,
+            DecodeError::MalformedJson(_) => RejectReason::MalformedJson,
+            DecodeError::Schema(_) => RejectReason::InvalidSchema,
+            DecodeError::MissingDeviceId(_) => RejectReason::MissingDeviceId,
+            DecodeError::MissingTimestamp(_) => RejectReason::MissingTimestamp,
+            DecodeError::InvalidTimestamp(_) => RejectReason::InvalidTimestamp,
+            DecodeError::UnsupportedType(_) => RejectReason::UnsupportedEntityType,
+            DecodeError::InvalidValue(_) => RejectReason::InvalidValue,
+            DecodeError::InvalidLocation(_) => RejectReason::InvalidLocation,
         }
     }
 }
@@ -261,9 +261,9 @@ mod tests {
     #[test]
     fn json_errors_are_classified() {
         let e = parse_json::<serde_json::Value>(b"{\"a\": ").unwrap_err();
-        assert_eq!(e.reason(), "malformed_json");
+        assert_eq!(e.reason().as_str(), "malformed_json");
         let e = parse_json::<serde_json::Value>(b"[1e999]").unwrap_err();
-        assert_eq!(e.reason(), "invalid_value");
+        assert_eq!(e.reason().as_str(), "invalid_value");
         assert_eq!(
             parse_json::<serde_json::Value>(b"  ").unwrap_err(),
             DecodeError::Empty
@@ -271,11 +271,12 @@ mod tests {
         assert_eq!(
             parse_json::<serde_json::Value>(&[0xff, 0x00])
                 .unwrap_err()
-                .reason(),
+                .reason()
+                .as_str(),
             "invalid_utf8"
         );
         let e = parse_json::<Vec<f64>>(b"{}").unwrap_err();
-        assert_eq!(e.reason(), "invalid_schema");
+        assert_eq!(e.reason().as_str(), "invalid_schema");
     }
 
     #[test]
@@ -300,7 +301,10 @@ mod tests {
             "2026-11-22T02:35:00Z"
         );
         assert_eq!(
-            parse_time("yesterday", plus7).unwrap_err().reason(),
+            parse_time("yesterday", plus7)
+                .unwrap_err()
+                .reason()
+                .as_str(),
             "invalid_timestamp"
         );
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
 
 use super::{DecodeError, Scalar, parse_json, parse_time};
-use crate::model::{Decoded, Location, Observation, ObservedValue, Rejection};
+use crate::model::{Decoded, Location, Observation, ObservedValue, RejectReason, Rejection};
 use crate::normalise::catalog;
 
 #[derive(Debug, Clone)]
@@ -329,7 +329,7 @@ impl NgsiLdDecoder {
                 out.ignored.push(field);
                 continue;
             }
-            let reject = |reason: &'static str, why: String| {
+            let reject = |reason: RejectReason, why: String| {
                 Rejection::new(reason, format!("entity {id}: {key} {why}"))
             };
             let instances = match instances(raw) {
@@ -341,13 +341,13 @@ impl NgsiLdDecoder {
                 // A structure under a name we do not measure is an unknown attribute first.
                 Err(why) if catalog::lookup(key).is_none() => {
                     out.rejected.push(reject(
-                        "unknown_metric",
+                        RejectReason::UnknownMetric,
                         format!("is not a metric we know, and {why}"),
                     ));
                     continue;
                 }
                 Err(why) => {
-                    out.rejected.push(reject("invalid_value", why));
+                    out.rejected.push(reject(RejectReason::InvalidValue, why));
                     continue;
                 }
             };
@@ -364,7 +364,7 @@ impl NgsiLdDecoder {
                 };
                 if at.is_none() {
                     out.rejected.push(reject(
-                        "missing_timestamp",
+                        RejectReason::MissingTimestamp,
                         "has no observedAt, and the entity no dateObserved / observationDateTime"
                             .into(),
                     ));
@@ -372,7 +372,8 @@ impl NgsiLdDecoder {
                 }
                 match instance.value {
                     Scalar::Null => {
-                        out.rejected.push(reject("invalid_value", "is null".into()));
+                        out.rejected
+                            .push(reject(RejectReason::InvalidValue, "is null".into()));
                     }
                     value => out
                         .observations

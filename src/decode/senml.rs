@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::{DecodeError, from_epoch_seconds, parse_json};
-use crate::model::{Decoded, Location, Observation, ObservedValue, Rejection};
+use crate::model::{Decoded, Location, Observation, ObservedValue, RejectReason, Rejection};
 
 /// Times below this are relative to "now" (RFC 8428 §4.5.3).
 const RELATIVE_LIMIT: f64 = 268_435_456.0;
@@ -191,18 +191,18 @@ impl Record<'_> {
             received_at,
         } = *self;
         let full_name = || format!("{}{n}", base.name);
-        let reject = |reason: &'static str, why: String| {
+        let reject = |reason: RejectReason, why: String| {
             Rejection::new(reason, format!("record {i} ({:?}): {why}", full_name()))
         };
         if base.name.is_empty() && n.is_empty() {
             return Err(Rejection::new(
-                "invalid_schema",
+                RejectReason::InvalidSchema,
                 format!("record {i} has no name (bn + n)"),
             ));
         }
         if !valid_name(&base.name, n) {
             return Err(reject(
-                "invalid_schema",
+                RejectReason::InvalidSchema,
                 "the name is not a SenML name (RFC 8428 §4.5.1: it starts with A–Z a–z 0–9 and \
              holds only those and - : . / _)"
                     .into(),
@@ -210,7 +210,7 @@ impl Record<'_> {
         }
         let (device, metric) = split_name(&base.name, n, topic).ok_or_else(|| {
             reject(
-                "missing_device_id",
+                RejectReason::MissingDeviceId,
                 "no device in the name or the topic".into(),
             )
         })?;
@@ -229,11 +229,14 @@ impl Record<'_> {
             (None, None, None, Some(_), None) => return Ok(Item::Ignored("vd")),
             (None, None, None, None, Some(s)) => ObservedValue::Number(s + base.sum),
             (None, None, None, None, None) => {
-                return Err(reject("invalid_schema", "it has no value".into()));
+                return Err(reject(
+                    RejectReason::InvalidSchema,
+                    "it has no value".into(),
+                ));
             }
             _ => {
                 return Err(reject(
-                    "invalid_schema",
+                    RejectReason::InvalidSchema,
                     "it has more than one value".into(),
                 ));
             }
@@ -251,7 +254,7 @@ impl Record<'_> {
             ("", Some("%RH")) => Cow::Borrowed("relative_humidity"),
             ("", _) => {
                 return Err(reject(
-                    "unknown_metric",
+                    RejectReason::UnknownMetric,
                     format!("device {device}: the name says no measurement, and the unit cannot"),
                 ));
             }
@@ -263,7 +266,12 @@ impl Record<'_> {
         } else {
             from_epoch_seconds(time)
         }
-        .ok_or_else(|| reject("invalid_timestamp", format!("time {time} is out of range")))?;
+        .ok_or_else(|| {
+            reject(
+                RejectReason::InvalidTimestamp,
+                format!("time {time} is out of range"),
+            )
+        })?;
         observations.push(Observation {
             device_id: device.into_owned(),
             domain_hint: None,

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{
     DecodeError, Scalar, from_epoch, last_topic_level, parse_json, parse_time, topic_level,
 };
-use crate::model::{Decoded, Observation, Rejection};
+use crate::model::{Decoded, Observation, RejectReason, Rejection};
 
 #[derive(Debug, Clone)]
 pub struct ThaiNguyenDecoder {
@@ -84,7 +84,7 @@ impl ThaiNguyenDecoder {
             };
             let Some(value) = v.value.into_value() else {
                 out.rejected.push(Rejection::new(
-                    "invalid_value",
+                    RejectReason::InvalidValue,
                     format!("station {station}: tag {} has a null value", v.tag),
                 ));
                 continue;

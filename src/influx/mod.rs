@@ -28,6 +28,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::model::RejectReason;
 use crate::{
     config::InfluxConfig,
     stats::FeedStats,
@@ -339,7 +340,7 @@ impl Forwarder {
             .quarantine(
                 feed,
                 "influx:/api/v2/write",
-                "influx_rejected",
+                RejectReason::InfluxRejected,
                 message,
                 line.as_bytes().to_vec(),
             )

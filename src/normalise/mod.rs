@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use crate::config::{Config, FeedConfig};
 use crate::model::{
     City, Decoded, Domain, FeedId, Location, Normalised, Observation, ObservedValue, Reading,
-    Rejection,
+    RejectReason, Rejection,
 };
 use catalog::{Kind, MetricSpec};
 use units::Vocabulary;
@@ -108,7 +108,7 @@ impl Normaliser {
         } = decoded;
         if observations.is_empty() && rejected.is_empty() {
             return Err(Rejection::new(
-                "empty_payload",
+                RejectReason::EmptyPayload,
                 "the message carries no observations",
             ));
         }
@@ -140,14 +140,14 @@ impl Normaliser {
         let device = o.device_id.trim();
         if device.is_empty() {
             return Err(Rejection::new(
-                "missing_device_id",
+                RejectReason::MissingDeviceId,
                 format!("observation {:?} has no device id", o.name),
             ));
         }
         if !valid_device_id(device) {
             let shown: String = device.chars().take(64).collect();
             return Err(Rejection::new(
-                "invalid_device_id",
+                RejectReason::InvalidDeviceId,
                 format!(
                     "device id {shown:?}{} ({} bytes) is not 1–{DEVICE_ID_MAX} characters of A–Z a–z 0–9 . _ : ~ @ -",
                     if shown.len() < device.len() {
@@ -161,20 +161,20 @@ impl Normaliser {
         }
         let Some(spec) = catalog::lookup(&o.name) else {
             return Err(Rejection::new(
-                "unknown_metric",
+                RejectReason::UnknownMetric,
                 format!("device {device}: unknown metric {:?}", o.name),
             ));
         };
         let Some(observed_at) = o.observed_at else {
             return Err(Rejection::new(
-                "missing_timestamp",
+                RejectReason::MissingTimestamp,
                 format!("device {device}: {} has no time", spec.name),
             ));
         };
         let t = observed_at.as_millisecond();
         if t > now.as_millisecond() + self.max_future_skew_ms {
             return Err(Rejection::new(
-                "future_timestamp",
+                RejectReason::FutureTimestamp,
                 format!(
                     "device {device}: {} observed at {observed_at}, later than now ({now}) plus the allowed skew",
                     spec.name
@@ -183,7 +183,7 @@ impl Normaliser {
         }
         if t < now.as_millisecond() - self.retention_ms {
             return Err(Rejection::new(
-                "expired_timestamp",
+                RejectReason::ExpiredTimestamp,
                 format!(
                     "device {device}: {} observed at {observed_at}, older than the retention window",
                     spec.name
@@ -192,7 +192,7 @@ impl Normaliser {
         }
         let status = vocabulary::status(o.status.as_deref()).ok_or_else(|| {
             Rejection::new(
-                "unknown_status",
+                RejectReason::UnknownStatus,
                 format!(
                     "device {device}: unknown status {:?}",
                     o.status.as_deref().unwrap_or_default()
@@ -216,7 +216,7 @@ impl Normaliser {
                 "this device's"
             };
             return Err(Rejection::new(
-                "invalid_value",
+                RejectReason::InvalidValue,
                 format!(
                     "device {device}: {} = {value} {} is outside the {whose} range {lo} … {hi} {}",
                     spec.name, spec.unit, spec.unit
@@ -237,7 +237,7 @@ impl Normaliser {
                         || !l.lon.is_finite() =>
                 {
                     return Err(Rejection::new(
-                        "invalid_location",
+                        RejectReason::InvalidLocation,
                         format!(
                             "device {device}: position lat {}, lon {} is out of range (GeoJSON is [lon, lat])",
                             l.lat, l.lon
@@ -268,8 +268,8 @@ fn value(
     spec: &MetricSpec,
     o: &Observation,
     vocabulary: Vocabulary,
-) -> Result<f64, (&'static str, String)> {
-    let invalid = |why: String| ("invalid_value", why);
+) -> Result<f64, (RejectReason, String)> {
+    let invalid = |why: String| (RejectReason::InvalidValue, why);
     let v = match (spec.kind, &o.value) {
         (Kind::Number, ObservedValue::Number(v)) => *v,
         (Kind::Number, ObservedValue::Bool(b)) => {
@@ -300,11 +300,11 @@ fn value(
     }
     let converted = match o.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         Some(unit) => units::convert(spec, v, unit, vocabulary)
-            .map_err(|e| ("unknown_unit", e.to_string()))?,
+            .map_err(|e| (RejectReason::UnknownUnit, e.to_string()))?,
         None if spec.unitless() => v,
         None => {
             return Err((
-                "unknown_unit",
+                RejectReason::UnknownUnit,
                 format!(
                     "has no unit, and the format defines none for it (canonical {})",
                     spec.unit
@@ -382,7 +382,7 @@ fn one_value_per_series(
             .collect();
         names.dedup();
         rejected.push(Rejection::new(
-            "conflict",
+            RejectReason::Conflict,
             format!(
                 "device {}: {} at {} has {} different values in one message: {} {} (from {})",
                 first.device_id,
@@ -406,7 +406,10 @@ fn one_value_per_series(
 /// every part's detail.
 fn combined(rejected: &[Rejection]) -> Rejection {
     match rejected {
-        [] => Rejection::new("invalid_schema", "the message holds no measurements"),
+        [] => Rejection::new(
+            RejectReason::InvalidSchema,
+            "the message holds no measurements",
+        ),
         [one] => one.clone(),
         [first, ..] => Rejection::new(first.reason, Rejection::joined(rejected)),
     }
@@ -476,7 +479,7 @@ mod tests {
     }
 
     fn reason(observations: Vec<Observation>) -> &'static str {
-        norm(observations).unwrap_err().reason
+        norm(observations).unwrap_err().reason.as_str()
     }
 
     fn num(v: f64) -> ObservedValue {
@@ -605,7 +608,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(n.readings.len(), 1);
-        let reasons: Vec<_> = n.rejected.iter().map(|r| r.reason).collect();
+        let reasons: Vec<_> = n.rejected.iter().map(|r| r.reason.as_str()).collect();
         assert_eq!(reasons, ["invalid_value", "unknown_metric"]);
     }
 
@@ -622,7 +625,7 @@ mod tests {
         assert_eq!(n.readings.len(), 1, "{n:?}");
         assert_eq!(n.readings[0].metric, "water_level");
         assert_eq!(n.rejected.len(), 1);
-        assert_eq!(n.rejected[0].reason, "conflict");
+        assert_eq!(n.rejected[0].reason, RejectReason::Conflict);
         assert!(n.rejected[0].detail.contains("waterDischarge"));
     }
 
@@ -651,7 +654,7 @@ mod tests {
         };
         assert!(level(21.3).is_ok());
         let e = level(3.0).unwrap_err();
-        assert_eq!(e.reason, "invalid_value");
+        assert_eq!(e.reason, RejectReason::InvalidValue);
         assert!(e.detail.contains("this device's range"), "{e}");
     }
 
@@ -664,7 +667,7 @@ mod tests {
         let state = |v| {
             norm(vec![obs("L1", "powerState", v, None, T)])
                 .map(|n| n.readings[0].value)
-                .map_err(|e| e.reason)
+                .map_err(|e| e.reason.as_str())
         };
         assert_eq!(state(ObservedValue::Text("on".into())), Ok(1.0));
         assert_eq!(state(ObservedValue::Text("Tắt".into())), Ok(0.0));

@@ -25,7 +25,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{
     config::{DeviceConfig, StoreConfig, Synchronous},
-    model::Status,
+    model::{RejectReason, Status},
 };
 
 pub use alerts::{AlertFilter, AlertRow, NewAlert, OutboxRow};
@@ -229,7 +229,7 @@ impl Store {
         &self,
         feed: &str,
         topic: &str,
-        reason: &'static str,
+        reason: RejectReason,
         detail: String,
         payload: Vec<u8>,
     ) -> Result<(), StoreError> {
@@ -525,7 +525,7 @@ pub(crate) struct Quarantined<'a> {
     pub topic: &'a str,
     /// UTC ms.
     pub received_at: i64,
-    pub reason: &'a str,
+    pub reason: RejectReason,
     pub detail: &'a str,
     /// Already truncated to `ingest.quarantine_max_bytes`.
     pub payload: &'a [u8],
@@ -553,7 +553,7 @@ pub(crate) fn insert_reject(conn: &Connection, q: &Quarantined<'_>) -> Result<()
         q.feed,
         q.topic,
         q.received_at,
-        q.reason,
+        q.reason.as_str(),
         q.detail,
         q.payload,
         q.payload_size as i64,

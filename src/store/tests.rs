@@ -5,7 +5,7 @@ use jiff::{Timestamp, ToSpan};
 
 use super::*;
 use crate::config::OnConflict;
-use crate::model::{City, Domain, FeedId, Location, Reading, Rejection, Status};
+use crate::model::{City, Domain, FeedId, Location, Reading, RejectReason, Rejection, Status};
 
 /// Every query of the log prepared by any test (`log_query`).
 pub(super) static LOG_QUERIES: std::sync::Mutex<std::collections::BTreeSet<String>> =
@@ -58,7 +58,7 @@ fn reject(payload: &'static [u8], dup: bool) -> Envelope {
         topic: "tn/ioc/air/X".into(),
         received_at: Timestamp::now(),
         content: Content::Rejected {
-            rejection: Rejection::new("malformed_json", "expected value at line 1"),
+            rejection: Rejection::new(RejectReason::MalformedJson, "expected value at line 1"),
             payload: Bytes::from_static(payload),
             payload_size: payload.len(),
             dup,
@@ -865,7 +865,7 @@ async fn rejected_parts_of_a_stored_message_are_quarantined_once() {
     let mut msg = env(vec![reading("A", "pm25", t0(), 35.0)]);
     msg.partial = Some(Box::new(crate::store::Partial {
         rejected: vec![Rejection::new(
-            "invalid_value",
+            RejectReason::InvalidValue,
             "device A: pm10 = -3 µg/m³ …",
         )],
         payload: Bytes::from_static(b"{\"payload\":1}"),

@@ -23,7 +23,7 @@ use super::{
 use crate::{
     aqi::Pollutant,
     config::{DeviceConfig, OnConflict, StoreConfig},
-    model::{City, Domain, FeedId, Reading, Rejection, Status},
+    model::{City, Domain, FeedId, Reading, RejectReason, Rejection, Status},
 };
 
 /// `observations_recent` is moved to `observations` (see the schema) once it holds this many rows
@@ -817,13 +817,16 @@ fn conflict(
         "kept": kept,
     })
     .to_string();
-    super::insert_reject(tx, &part_of(env, "conflict", &detail, payload.as_bytes()))
+    super::insert_reject(
+        tx,
+        &part_of(env, RejectReason::Conflict, &detail, payload.as_bytes()),
+    )
 }
 
 /// A reject row for a part of `env`'s message.
 fn part_of<'a>(
     env: &'a Envelope,
-    reason: &'a str,
+    reason: RejectReason,
     detail: &'a str,
     payload: &'a [u8],
 ) -> super::Quarantined<'a> {
@@ -856,7 +859,10 @@ fn quarantine_parts(
         p.rejected.len(),
         Rejection::joined(&p.rejected)
     );
-    let reason = p.rejected.first().map_or("invalid_schema", |r| r.reason);
+    let reason = p
+        .rejected
+        .first()
+        .map_or(RejectReason::InvalidSchema, |r| r.reason);
     super::insert_reject(
         tx,
         &super::Quarantined {
