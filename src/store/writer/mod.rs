@@ -121,7 +121,7 @@ pub struct StoreWriter {
     /// Set by the checkpointer: start the WAL over (see `super::checkpoint`).
     restart_wal: Arc<AtomicBool>,
     /// Bumped after a commit that changed what the device listing reads from the tables
-    /// (`query::Catalogue`): a device's row or a series.
+    /// (`query::devices::Catalogue`): a device's row or a series.
     catalogue: Arc<AtomicU64>,
     /// Where the log ends; read from the tables when unknown (at start, after a failed
     /// commit).

@@ -1,0 +1,108 @@
+//! The quarantine as the API lists it, and its counts per feed and reason.
+
+use super::*;
+
+#[derive(Debug, Clone, Default)]
+pub struct RejectFilter {
+    pub feed: Option<String>,
+    pub reason: Option<String>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub limit: u32,
+    pub before_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectRow {
+    pub id: i64,
+    pub feed: String,
+    pub topic: String,
+    pub received_at: Timestamp,
+    pub reason: String,
+    pub detail: String,
+    pub payload_size: i64,
+    pub truncated: bool,
+    /// Only a part of the message (a rejected reading, or the value a conflict did not keep):
+    /// its other readings were stored.
+    pub partial: bool,
+    /// The stored payload as text (invalid UTF-8 replaced); see `payload_hex` for the bytes.
+    pub payload_text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_hex: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectCount {
+    pub feed: String,
+    pub reason: String,
+    pub count: i64,
+}
+
+impl Store {
+    pub async fn rejects(&self, filter: &RejectFilter) -> Result<Vec<RejectRow>, StoreError> {
+        let f = filter.clone();
+        self.read(move |conn| {
+            let mut w = Where::default();
+            if let Some(feed) = f.feed {
+                w.add("feed = ?", feed);
+            }
+            if let Some(reason) = f.reason {
+                w.add("reason = ?", reason);
+            }
+            if let Some(from) = f.from {
+                w.add("received_at >= ?", from.as_millisecond());
+            }
+            if let Some(to) = f.to {
+                w.add("received_at < ?", to.as_millisecond());
+            }
+            if let Some(before) = f.before_id {
+                w.add("id < ?", before);
+            }
+            let sql = format!(
+                "SELECT id, feed, topic, received_at, reason, detail, payload_size, truncated, payload,
+                        partial
+                 FROM rejects {} ORDER BY id DESC LIMIT {}",
+                w.sql(),
+                f.limit
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params_from_iter(w.params.iter()), |row| {
+                let payload: Vec<u8> = row.get(8)?;
+                let text = String::from_utf8_lossy(&payload).into_owned();
+                let hex = std::str::from_utf8(&payload).is_err().then(|| hex::encode(&payload));
+                Ok(RejectRow {
+                    id: row.get(0)?,
+                    feed: row.get(1)?,
+                    topic: row.get(2)?,
+                    received_at: ts(row.get(3)?),
+                    reason: row.get(4)?,
+                    detail: row.get(5)?,
+                    payload_size: row.get(6)?,
+                    truncated: row.get(7)?,
+                    partial: row.get(9)?,
+                    payload_text: text,
+                    payload_hex: hex,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn reject_counts(&self) -> Result<Vec<RejectCount>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT feed, reason, COUNT(*) FROM rejects GROUP BY feed, reason ORDER BY feed, reason",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(RejectCount {
+                    feed: row.get(0)?,
+                    reason: row.get(1)?,
+                    count: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}

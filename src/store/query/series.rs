@@ -1,0 +1,53 @@
+//! One device's series: its readings by time, from both log tables.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Point {
+    pub observed_at: Timestamp,
+    pub value: f64,
+    pub status: Status,
+}
+
+impl Store {
+    pub async fn series(
+        &self,
+        device_id: &str,
+        metric: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Point>, StoreError> {
+        let (device_id, metric) = (device_id.to_owned(), metric.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(crate::store::log_query(&format!(
+                "{} ORDER BY 1 LIMIT ?5",
+                crate::store::over_log(
+                    "SELECT o.observed_at, reading_value(o.readings, s.id) AS v,
+                            reading_status(o.readings, s.id)
+                     FROM series s JOIN {log} o ON o.device_key = s.device_key
+                     WHERE s.device_id = ?1 AND s.metric = ?2 AND o.observed_at >= ?3
+                       AND o.observed_at < ?4 AND v IS NOT NULL"
+                )
+            )))?;
+            let rows = stmt.query_map(
+                rusqlite::params![
+                    device_id,
+                    metric,
+                    from.as_millisecond(),
+                    to.as_millisecond(),
+                    limit
+                ],
+                |row| {
+                    Ok(Point {
+                        observed_at: ts(row.get(0)?),
+                        value: row.get(1)?,
+                        status: status_from_code(row.get(2)?),
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
