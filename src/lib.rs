@@ -30,7 +30,8 @@
 //! - [`store`]: the embedded store and its queries.
 //! - [`influx`]: forwarding of the store's log to InfluxDB 2 by a persisted cursor.
 //! - [`aqi`]: VN_AQI (Decision 1459/QĐ-TCMT).
-//! - [`stats`]: per-feed counters and health.
+//! - [`stats`]: per-feed counters.
+//! - [`health`]: device presence and feed health, the rules the API and the overview share.
 //! - [`alert`]: alert rules (pure state machine), the webhook outbox and its delivery.
 //! - [`api`]: the HTTP API.
 //! - [`app`]: builds and runs everything, shuts down in order.
@@ -52,6 +53,7 @@ pub mod influx;
 pub mod store;
 
 pub mod aqi;
+pub mod health;
 pub mod stats;
 
 pub mod alert;

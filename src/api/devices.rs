@@ -16,17 +16,8 @@ use super::{
     error::{ApiError, ApiQuery, ApiResult},
     params,
 };
+use crate::health::{self, Presence};
 use crate::store::{DeviceFilter, DeviceRow};
-
-/// Whether a device reports at its expected cadence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Presence {
-    Online,
-    Offline,
-    /// Catalogued but never heard from.
-    Never,
-}
 
 /// A device with its online state, as the API shows it.
 #[derive(Debug, Serialize)]
@@ -39,25 +30,15 @@ pub struct DeviceView {
     pub offline_after_ms: i64,
 }
 
+/// `device` with its presence at `now` (see `health`).
 pub fn view(device: DeviceRow, state: &ApiState, now: Timestamp) -> DeviceView {
-    let ingest = &state.config.ingest;
-    let interval_ms = device
-        .expected_interval_ms
-        .filter(|ms| *ms > 0)
-        .unwrap_or(ingest.default_device_interval.as_millis() as i64);
-    let offline_after_ms = interval_ms * i64::from(ingest.offline_after_intervals.max(1));
-    let presence = match device.last_seen {
-        None => Presence::Never,
-        Some(seen) if now.as_millisecond() - seen.as_millisecond() <= offline_after_ms => {
-            Presence::Online
-        }
-        Some(_) => Presence::Offline,
-    };
+    let offline_after = health::offline_after(&device, &state.config.ingest);
+    let presence = health::presence(device.last_seen, offline_after, now);
     DeviceView {
         device,
         state: presence,
         online: presence == Presence::Online,
-        offline_after_ms,
+        offline_after_ms: offline_after.as_millis() as i64,
     }
 }
 

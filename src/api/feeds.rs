@@ -1,11 +1,9 @@
 //! `/api/v1/feeds` (per-feed health and the "did we lose anything?" counters) and
 //! `/api/v1/rejects` (quarantined messages and why).
 
-use std::time::Duration;
-
 use axum::{Json, extract::State};
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
@@ -13,41 +11,16 @@ use super::{
     error::{ApiError, ApiQuery, ApiResult},
     params,
 };
-use crate::{model::RejectReason, stats::FeedSnapshot, store::RejectFilter};
-
-/// Health verdict of a feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeedHealth {
-    /// Connected and messages arriving.
-    Healthy,
-    /// Connected, but nothing received for longer than the silence threshold.
-    Silent,
-    /// Not connected to its broker.
-    Disconnected,
-}
-
-pub fn feed_health(s: &FeedSnapshot, now: Timestamp, silence: Duration) -> FeedHealth {
-    if !s.connected {
-        return FeedHealth::Disconnected;
-    }
-    let silent_since = now - jiff::SignedDuration::try_from(silence).unwrap_or_default();
-    match s.last_message_at {
-        Some(t) if t >= silent_since => FeedHealth::Healthy,
-        _ => FeedHealth::Silent,
-    }
-}
-
-/// How long a connected feed may stay quiet before it counts as silent.
-pub fn silence_threshold(state: &ApiState) -> Duration {
-    let i = &state.config.ingest;
-    i.default_device_interval * i.offline_after_intervals.max(1)
-}
+use crate::{
+    health::{feed_health, silence_threshold},
+    model::RejectReason,
+    store::RejectFilter,
+};
 
 pub async fn feeds(State(state): State<ApiState>) -> ApiResult<Value> {
     let totals = state.store.feed_counters().await?;
     let now = Timestamp::now();
-    let silence = silence_threshold(&state);
+    let silence = silence_threshold(&state.config.ingest);
     let feeds: Vec<Value> = state
         .config
         .feeds

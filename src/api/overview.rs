@@ -20,11 +20,11 @@ use tracing::warn;
 
 use super::{
     ApiState,
-    devices::{DeviceView, Presence, view},
+    devices::{DeviceView, view},
     error::ApiError,
-    feeds::{FeedHealth, feed_health, silence_threshold},
 };
 use crate::{
+    health::{FeedHealth, Presence, feed_health, silence_threshold},
     model::{City, Domain},
     store::{AlertFilter, DeviceFilter, StoreError},
 };
@@ -184,7 +184,7 @@ async fn summary(
         .map(|c| c.readings_last_hour)
         .unwrap_or(0);
 
-    let silence = silence_threshold(state);
+    let silence = silence_threshold(&state.config.ingest);
     let feeds: Vec<Value> = state
         .config
         .feeds
