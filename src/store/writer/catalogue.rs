@@ -80,6 +80,7 @@ pub(super) fn series_key(
 }
 
 /// The writer's state of a device, loaded from the live state on first sight.
+#[inline]
 pub(super) fn device_state<'a>(
     devices: &'a mut HashMap<String, DeviceState>,
     live: &Live,
@@ -104,6 +105,7 @@ pub(super) fn device_state<'a>(
 impl DeviceState {
     /// Learn the device's reporting interval as an EWMA of the gaps between successive
     /// observations.
+    #[inline]
     pub(super) fn learn(&mut self, observed: i64) {
         match self.last_observed {
             Some(last) if observed > last => {

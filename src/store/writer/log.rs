@@ -41,6 +41,7 @@ pub(super) enum Fate {
 
 impl Fate {
     /// Whether the reading's value is now the stored one.
+    #[inline]
     pub(super) fn stored(self) -> bool {
         matches!(self, Fate::New | Fate::Replaced { .. })
     }
@@ -211,6 +212,7 @@ pub(super) fn settle<'r, 'a>(
 }
 
 /// Whether a reading holds exactly this value and status.
+#[inline]
 pub(super) fn same(r: &Reading, value: f64, status: i64) -> bool {
     r.value.to_bits() == value.to_bits() && status_code(r.status) == status
 }

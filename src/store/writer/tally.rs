@@ -30,12 +30,14 @@ pub(super) struct Rollup {
 impl Rollup {
     /// A stored value `old` became `new`: the count stays, the sum moves. The minute's min
     /// and max can only widen (the old value may have been one of them).
+    #[inline]
     pub(super) fn replace(&mut self, old: f64, new: f64) {
         self.sum += new - old;
         self.min = self.min.min(new);
         self.max = self.max.max(new);
     }
 
+    #[inline]
     pub(super) fn empty() -> Rollup {
         Rollup {
             count: 0,
@@ -45,6 +47,7 @@ impl Rollup {
         }
     }
 
+    #[inline]
     pub(super) fn add(&mut self, v: f64) {
         self.count += 1;
         self.sum += v;

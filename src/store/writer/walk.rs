@@ -172,6 +172,7 @@ impl Walk<'_> {
 
 /// A new reading: into its minute's rollup, and its hour's mean if it is a measuring
 /// pollutant sample.
+#[inline]
 fn added<'b>(
     r: &Reading,
     device: &'b str,
