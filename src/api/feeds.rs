@@ -1,108 +1,90 @@
-//! `/api/v1/feeds` (per-feed health and the "did we lose anything?" counters) and
-//! `/api/v1/rejects` (quarantined messages and why).
+//! `/api/v1/feeds`: per-feed health and the "did we lose anything?" counters.
 
 use axum::{Json, extract::State};
 use jiff::Timestamp;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::{
-    ApiState,
-    error::{ApiError, ApiQuery, ApiResult},
-    params,
-};
+use super::{ApiState, error::ApiResult};
 use crate::{
-    health::{feed_health, silence_threshold},
-    model::RejectReason,
-    store::RejectFilter,
+    config::FeedConfig,
+    health::{FeedHealth, feed_health, silence_threshold},
+    influx::ForwardSnapshot,
+    model::City,
+    stats::FeedSnapshot,
+    store::FeedCounters,
 };
 
-pub async fn feeds(State(state): State<ApiState>) -> ApiResult<Value> {
+/// The answer of `/api/v1/feeds`.
+#[derive(Debug, Serialize)]
+pub struct FeedsResponse {
+    pub generated_at: Timestamp,
+    pub feeds: Vec<FeedView>,
+    pub influx: ForwardSnapshot,
+}
+
+/// One feed: its configuration, health, and counters since start and of all time.
+#[derive(Debug, Serialize)]
+pub struct FeedView {
+    pub feed: String,
+    pub city: City,
+    pub format: String,
+    pub broker: String,
+    pub topics: Vec<String>,
+    pub client_id: String,
+    pub health: FeedHealth,
+    pub connected: bool,
+    pub rate_per_s: f64,
+    pub last_message_at: Option<Timestamp>,
+    pub lag_ms: i64,
+    pub since_start: FeedSnapshot,
+    /// `null` until the feed's first commit.
+    pub all_time: Option<FeedCounters>,
+}
+
+impl FeedView {
+    fn new(
+        cfg: &FeedConfig,
+        live: FeedSnapshot,
+        total: Option<FeedCounters>,
+        health: FeedHealth,
+    ) -> FeedView {
+        FeedView {
+            feed: cfg.name.clone(),
+            city: cfg.city,
+            format: format!("{:?}", cfg.format),
+            broker: cfg.broker.clone(),
+            topics: cfg.topics.clone(),
+            client_id: cfg.client_id(),
+            health,
+            connected: live.connected,
+            rate_per_s: live.rate_per_s,
+            last_message_at: live.last_message_at,
+            lag_ms: live.commit_lag_ms,
+            since_start: live,
+            all_time: total,
+        }
+    }
+}
+
+pub async fn feeds(State(state): State<ApiState>) -> ApiResult<FeedsResponse> {
     let totals = state.store.feed_counters().await?;
     let now = Timestamp::now();
     let silence = silence_threshold(&state.config.ingest);
-    let feeds: Vec<Value> = state
+    let feeds = state
         .config
         .feeds
         .iter()
         .zip(state.feeds.iter())
         .map(|(cfg, stats)| {
             let live = stats.snapshot();
-            let total = totals.iter().find(|t| t.feed == cfg.name);
-            json!({
-                "feed": cfg.name,
-                "city": cfg.city,
-                "format": format!("{:?}", cfg.format),
-                "broker": cfg.broker,
-                "topics": cfg.topics,
-                "client_id": cfg.client_id(),
-                "health": feed_health(&live, now, silence),
-                "connected": live.connected,
-                "rate_per_s": live.rate_per_s,
-                "last_message_at": live.last_message_at,
-                "lag_ms": live.commit_lag_ms,
-                "since_start": live,
-                "all_time": total,
-            })
+            let total = totals.iter().find(|t| t.feed == cfg.name).cloned();
+            let health = feed_health(&live, now, silence);
+            FeedView::new(cfg, live, total, health)
         })
         .collect();
-    Ok(Json(json!({
-        "generated_at": now,
-        "feeds": feeds,
-        "influx": state.influx.snapshot(),
-    })))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RejectParams {
-    feed: Option<String>,
-    reason: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    limit: Option<u32>,
-    before_id: Option<i64>,
-}
-
-pub async fn rejects(
-    State(state): State<ApiState>,
-    ApiQuery(p): ApiQuery<RejectParams>,
-) -> ApiResult<Value> {
-    if let Some(feed) = &p.feed
-        && !state.config.feeds.iter().any(|f| &f.name == feed)
-    {
-        let names: Vec<_> = state.config.feeds.iter().map(|f| f.name.as_str()).collect();
-        return Err(ApiError::bad(format!(
-            "unknown feed {feed:?}; feeds: {}",
-            names.join(", ")
-        )));
-    }
-    if let Some(reason) = &p.reason
-        && let Err(e) = reason.parse::<RejectReason>()
-    {
-        return Err(ApiError::bad(e));
-    }
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad("limit must be between 1 and 1000"));
-    }
-    let from = p
-        .from
-        .as_deref()
-        .map(|s| params::parse_time("from", s))
-        .transpose()?;
-    let to =
-        p.to.as_deref()
-            .map(|s| params::parse_time("to", s))
-            .transpose()?;
-    let filter = RejectFilter {
-        feed: p.feed,
-        reason: p.reason,
-        from,
-        to,
-        limit,
-        before_id: p.before_id,
-    };
-    let rows = state.store.rejects(&filter).await?;
-    let counts = state.store.reject_counts().await?;
-    Ok(Json(json!({ "counts": counts, "rejects": rows })))
+    Ok(Json(FeedsResponse {
+        generated_at: now,
+        feeds,
+        influx: state.influx.snapshot(),
+    }))
 }

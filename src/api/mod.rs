@@ -10,6 +10,7 @@ mod feeds;
 mod health;
 mod overview;
 pub mod params;
+mod rejects;
 
 use std::{
     net::SocketAddr,
@@ -122,7 +123,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/devices/{id}/series", get(devices::series))
         .route("/aggregates", get(aggregates::aggregates))
         .route("/aqi", get(aqi::aqi))
-        .route("/rejects", get(feeds::rejects))
+        .route("/rejects", get(rejects::rejects))
         .route("/feeds", get(feeds::feeds))
         .route("/alerts", get(alerts::list))
         .route("/alerts/{id}", get(alerts::one))

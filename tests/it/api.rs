@@ -56,3 +56,65 @@ async fn health_and_readiness() {
     assert_eq!(city["name"], "Sông Công");
     app.stop().await;
 }
+
+/// The keys of an object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+/// The JSON shape of `/api/v1/feeds` and `/api/v1/rejects`, pinned: their handlers moved to
+/// typed answers, and clients (the ops page, scripts) read these keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_and_rejects_keep_their_json_shape() {
+    let app = TestApp::spawn().await;
+    let body = app.get("/api/v1/feeds").await;
+    assert_eq!(keys(&body), ["feeds", "generated_at", "influx"]);
+    let feed = &body["feeds"][0];
+    assert_eq!(
+        keys(feed),
+        [
+            "all_time",
+            "broker",
+            "city",
+            "client_id",
+            "connected",
+            "feed",
+            "format",
+            "health",
+            "lag_ms",
+            "last_message_at",
+            "rate_per_s",
+            "since_start",
+            "topics"
+        ]
+    );
+    for key in [
+        "received",
+        "stored",
+        "rejected",
+        "duplicate",
+        "in_flight",
+        "readings",
+        "partial",
+        "readings_rejected",
+        "conflicts",
+        "ignored_fields",
+        "ignored_by_field",
+    ] {
+        assert!(
+            feed["since_start"].get(key).is_some(),
+            "since_start.{key} in {feed}"
+        );
+    }
+    let rejects = app.get("/api/v1/rejects").await;
+    assert_eq!(keys(&rejects), ["counts", "rejects"]);
+    assert!(rejects["rejects"].is_array() && rejects["counts"].is_array());
+    app.stop().await;
+}

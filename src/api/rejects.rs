@@ -1,0 +1,80 @@
+//! `/api/v1/rejects`: quarantined messages (whole, or parts of stored ones) and why, newest
+//! first, with their counts per feed and reason.
+
+use axum::{Json, extract::State};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ApiState,
+    error::{ApiError, ApiQuery, ApiResult},
+    params,
+};
+use crate::{
+    model::RejectReason,
+    store::{RejectCount, RejectFilter, RejectRow},
+};
+
+/// The answer of `/api/v1/rejects`.
+#[derive(Debug, Serialize)]
+pub struct RejectsResponse {
+    /// Per feed and reason, of everything in quarantine (not only this page).
+    pub counts: Vec<RejectCount>,
+    pub rejects: Vec<RejectRow>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RejectParams {
+    feed: Option<String>,
+    reason: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<u32>,
+    before_id: Option<i64>,
+}
+
+pub async fn rejects(
+    State(state): State<ApiState>,
+    ApiQuery(p): ApiQuery<RejectParams>,
+) -> ApiResult<RejectsResponse> {
+    if let Some(feed) = &p.feed
+        && !state.config.feeds.iter().any(|f| &f.name == feed)
+    {
+        let names: Vec<_> = state.config.feeds.iter().map(|f| f.name.as_str()).collect();
+        return Err(ApiError::bad(format!(
+            "unknown feed {feed:?}; feeds: {}",
+            names.join(", ")
+        )));
+    }
+    if let Some(reason) = &p.reason
+        && let Err(e) = reason.parse::<RejectReason>()
+    {
+        return Err(ApiError::bad(e));
+    }
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad("limit must be between 1 and 1000"));
+    }
+    let from = p
+        .from
+        .as_deref()
+        .map(|s| params::parse_time("from", s))
+        .transpose()?;
+    let to =
+        p.to.as_deref()
+            .map(|s| params::parse_time("to", s))
+            .transpose()?;
+    let filter = RejectFilter {
+        feed: p.feed,
+        reason: p.reason,
+        from,
+        to,
+        limit,
+        before_id: p.before_id,
+    };
+    let rows = state.store.rejects(&filter).await?;
+    let counts = state.store.reject_counts().await?;
+    Ok(Json(RejectsResponse {
+        counts,
+        rejects: rows,
+    }))
+}
