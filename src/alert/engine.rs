@@ -60,6 +60,10 @@ pub struct CityFeeds {
     pub last_message: Option<Timestamp>,
 }
 
+/// The alert state machine over the configured rules: it tracks each (rule, subject) pair
+/// through pending → firing → resolved and returns a [`Transition`] for each firing and each
+/// resolution, and nothing else. It does no I/O: the caller records and notifies transitions,
+/// and after a restart hands back the alerts still firing ([`AlertEngine::restore`]).
 #[derive(Debug)]
 pub struct AlertEngine {
     rules: Vec<Rule>,
@@ -70,12 +74,19 @@ pub struct AlertEngine {
     started: Timestamp,
 }
 
+/// The identity of an alert, its (rule, subject) pair, as 16 hex digits: the first 8 bytes of
+/// the SHA-256 of `rule`, a NUL and `subject`. It must stay the same across restarts and
+/// releases: the store finds an alert's firing incident by it.
 pub fn fingerprint(rule: &str, subject: &str) -> String {
     let digest = Sha256::digest(format!("{rule}\0{subject}").as_bytes());
     hex::encode(&digest[..8])
 }
 
 impl AlertEngine {
+    /// An engine for `rules` with no alert tracked. `flood_levels` holds each river gauge's
+    /// alarm levels (BĐ1–BĐ3, metres) by device id, for `flood_level` rules. `now` stands in for
+    /// the last message of a device or city never heard from, so its staleness or feed-down
+    /// alert fires only once the rule's `after` has passed since `now`.
     pub fn new(rules: Vec<Rule>, flood_levels: HashMap<String, Vec<f64>>, now: Timestamp) -> Self {
         AlertEngine {
             rules,
@@ -86,6 +97,7 @@ impl AlertEngine {
         }
     }
 
+    /// The rules the engine evaluates, validated, in the order of the configuration.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }

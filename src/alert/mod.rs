@@ -41,6 +41,13 @@ pub struct Alerts {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
+/// Start the alert system on the current Tokio runtime: validate the rules, restore the
+/// incidents the store has firing (they keep firing without a second notification), and spawn a
+/// webhook delivery task per receiver and the evaluator. The evaluator takes committed readings
+/// from [`Alerts::readings`] and runs the time-driven rules every `alerts.evaluation_interval`;
+/// `feeds` are the feeds' statistics in the order of `config.feeds`, and `external_url` the
+/// base of the links in notifications. Every task stops at `cancel`. Fails on invalid rules, if
+/// the store cannot list the firing incidents, or if the HTTP client cannot be built.
 pub async fn start(
     config: Arc<Config>,
     store: Store,
@@ -221,8 +228,10 @@ impl Evaluator {
             at: t.at,
         };
         let url = self.external_url.clone();
-        // A change must not be lost: retry recording it (with its notifications) until the
-        // store takes it.
+        // A change must not be lost to a passing store error: recording it (with its
+        // notifications) is retried with a doubling delay from 50 ms while the delay stays under
+        // 30 s, about 50 s in all; after that the error is logged and the engine's state and the
+        // store disagree until the alert's next change.
         let mut delay = std::time::Duration::from_millis(50);
         let result = loop {
             let transition = t.clone();

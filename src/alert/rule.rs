@@ -8,6 +8,8 @@ use crate::config::{ConfigProblem, Secret};
 use crate::model::{City, Domain};
 use crate::normalise::catalog;
 
+/// How serious an alert is, as its rule says (`warning` when it does not). Ordered `Info` <
+/// `Warning` < `Critical`, and spelt in lower case everywhere outside the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -17,6 +19,8 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The lower-case name (`info`, `warning`, `critical`): as configured, stored, filtered on
+    /// in the API and sent in the webhook labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",

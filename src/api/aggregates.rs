@@ -18,6 +18,9 @@ const FUNCTIONS: [&str; 5] = ["mean", "min", "max", "count", "sum"];
 /// Most buckets one request may produce.
 const MAX_BUCKETS: u64 = 20_000;
 
+/// The query of `GET /api/v1/aggregates`: `metric` (required), `city`, `domain` and `device` to
+/// narrow it, `from` and `to` (default: the 24 hours up to now), `every` (the bucket width,
+/// default `1h`), `fn` (some of `mean,min,max,count,sum`, default all) and `group_by=device`.
 #[derive(Debug, Deserialize)]
 pub struct AggregateParams {
     metric: Option<String>,
@@ -32,6 +35,13 @@ pub struct AggregateParams {
     group_by: Option<String>,
 }
 
+/// `GET /api/v1/aggregates`: the metric's unit and its buckets over `[from, to)`, aligned to
+/// local (UTC+7) midnight, each with the functions asked for (and its device, with
+/// `group_by=device`); intervals without readings have no bucket. A 400 for a missing or
+/// non-canonical `metric`, an unknown `city` or `domain`, a bad `from`/`to` (unparsable, not in
+/// order, or more than 366 days apart), an `every` outside 1m–1d or not dividing a day, more
+/// than 20,000 buckets, an unknown `fn` or a `group_by` other than `device`. An unknown `device`
+/// is no error: it has no buckets.
 pub async fn aggregates(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<AggregateParams>,

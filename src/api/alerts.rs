@@ -15,6 +15,8 @@ use super::{
 };
 use crate::{alert::notify, store::AlertFilter};
 
+/// The query of `GET /api/v1/alerts`: `state` (`active` or `firing`, the default; `resolved`;
+/// `all`), `city`, `severity` and `limit` (default 200).
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
     state: Option<String>,
@@ -23,6 +25,8 @@ pub struct ListParams {
     limit: Option<u32>,
 }
 
+/// `GET /api/v1/alerts`: the incidents selected, newest first, and their count. A 400 for an
+/// unknown `state`, `city` or `severity`, or a `limit` that is not a number from 1 to 10,000.
 pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<ListParams>,
@@ -64,6 +68,8 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad(format!("{id:?} is not an alert id (a number)")))
 }
 
+/// `GET /api/v1/alerts/{id}`: one incident. A 400 when `id` is not a number, a 404 when no
+/// incident has it.
 pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Value> {
     let id = parse_id(&id)?;
     let alert = state
@@ -74,12 +80,18 @@ pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiRe
     Ok(Json(json!(alert)))
 }
 
+/// The body of `POST /api/v1/alerts/{id}/ack`: who acknowledges (`by`, required, not blank) and
+/// an optional `comment`.
 #[derive(Debug, Deserialize)]
 pub struct Ack {
     by: Option<String>,
     comment: Option<String>,
 }
 
+/// `POST /api/v1/alerts/{id}/ack`: record who acknowledged the incident, when and why, and
+/// answer the updated incident. A second acknowledgement replaces the first; the incident's
+/// state and notifications are unaffected. A 400 when `id` is not a number, the body is not
+/// such JSON, or `by` is missing or blank; a 404 when no incident has that id.
 pub async fn ack(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -104,6 +116,9 @@ pub async fn ack(
     Ok(Json(json!(alert)))
 }
 
+/// `GET /api/v1/webhooks/dead-letters`: every notification given up on (refused by its
+/// receiver with a 4xx, or out of attempts), oldest first, with the alerts it carried and its
+/// last attempt's status and error. It takes no parameters.
 pub async fn dead_letters(State(state): State<ApiState>) -> ApiResult<Value> {
     let rows = state.store.dead_letters().await?;
     let letters: Vec<Value> = rows
@@ -127,6 +142,10 @@ pub async fn dead_letters(State(state): State<ApiState>) -> ApiResult<Value> {
     ))
 }
 
+/// `POST /api/v1/webhooks/dead-letters/{id}/replay`: put a dead letter back in its receiver's
+/// queue, due now with its attempts reset, and wake the receiver's delivery task. A 400 when
+/// `id` is not a number; a 404 when it is not a dead letter's (a pending or delivered
+/// notification's included).
 pub async fn replay(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Value> {
     let id: i64 = id
         .parse()

@@ -41,12 +41,18 @@ async fn means(
     Ok(means)
 }
 
+/// The query of `GET /api/v1/aqi`: `station` (an air station's id; default every air station)
+/// and `date` (a local day, `YYYY-MM-DD`; default today at UTC+7).
 #[derive(Debug, Deserialize)]
 pub struct AqiParams {
     station: Option<String>,
     date: Option<String>,
 }
 
+/// `GET /api/v1/aqi`: the VN_AQI of a local day per air station, its daily index and 24 hourly
+/// (NowCast) indices with sub-indices, dominant pollutant, category and colour, computed from
+/// the hourly means of `measuring` readings. A 400 for a `date` that is not `YYYY-MM-DD` or a
+/// `station` that is not an air-quality station; a 404 for an unknown `station`.
 pub async fn aqi(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<AqiParams>,

@@ -42,6 +42,8 @@ pub fn view(device: DeviceRow, state: &ApiState, now: Timestamp) -> DeviceView {
     }
 }
 
+/// The query of `GET /api/v1/devices`: `city`, `domain` and `status` (`online`, `offline` or
+/// `never`), each optional.
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
     city: Option<String>,
@@ -49,6 +51,9 @@ pub struct ListParams {
     status: Option<String>,
 }
 
+/// `GET /api/v1/devices`: the devices selected, by city, domain and id, each with its latest
+/// values, when it was last seen and its presence (online, offline or never seen, from its
+/// expected cadence), and their count. A 400 for an unknown `city`, `domain` or `status`.
 pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<ListParams>,
@@ -96,11 +101,14 @@ async fn find(state: &ApiState, id: &str) -> Result<DeviceRow, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))
 }
 
+/// `GET /api/v1/devices/{id}`: one device, as the list shows it. A 404 for an unknown id.
 pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<DeviceView> {
     let device = find(&state, &id).await?;
     Ok(Json(view(device, &state, Timestamp::now())))
 }
 
+/// The query of `GET /api/v1/devices/{id}/series`: `metric` (required), `from` and `to`
+/// (default: the 24 hours up to now) and `limit` (default 10,000).
 #[derive(Debug, Deserialize)]
 pub struct SeriesParams {
     metric: Option<String>,
@@ -109,6 +117,11 @@ pub struct SeriesParams {
     limit: Option<u32>,
 }
 
+/// `GET /api/v1/devices/{id}/series`: the device's readings of `metric` in `[from, to)`, of
+/// every status, oldest first and at most `limit`, with the metric's unit. A 404 for an unknown
+/// device; a 400 for a missing `metric` or one the device has no value of (the message lists
+/// those it has), a bad `from`/`to` (unparsable, not in order, or more than 366 days apart), or
+/// a `limit` that is not a number from 1 to 100,000.
 pub async fn series(
     State(state): State<ApiState>,
     Path(id): Path<String>,

@@ -12,6 +12,9 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
+/// What a handler answers when it cannot answer the request, as JSON `{"error", "status"}`: 400
+/// for a bad parameter or body, 404 for what does not exist, 500 for a store failure (logged;
+/// the body says only "internal error"), 503 for what cannot be answered now.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A bad parameter: the message says which and why.
@@ -26,10 +29,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 whose message, returned as is, names the parameter and what is wrong with it.
     pub fn bad(message: impl Into<String>) -> Self {
         ApiError::BadRequest(message.into())
     }
 
+    /// The HTTP status this error answers with (400, 404, 500 or 503).
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -69,4 +74,5 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// What a JSON handler returns: `T` serialised with 200, or an [`ApiError`].
 pub type ApiResult<T> = Result<axum::Json<T>, ApiError>;

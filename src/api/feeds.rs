@@ -66,6 +66,9 @@ impl FeedView {
     }
 }
 
+/// `GET /api/v1/feeds`: each configured feed's configuration, health (`healthy`, `silent` or
+/// `disconnected`), rate, commit lag and counters since start and of all time, and the InfluxDB
+/// forwarder's state. It takes no parameters; only a store failure makes it fail (500).
 pub async fn feeds(State(state): State<ApiState>) -> ApiResult<FeedsResponse> {
     let totals = state.store.feed_counters().await?;
     let now = Timestamp::now();

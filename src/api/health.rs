@@ -6,10 +6,15 @@ use serde_json::json;
 
 use super::ApiState;
 
+/// `GET /healthz`: liveness. Always 200 `{"status": "ok"}` while the process serves HTTP; it
+/// checks nothing else.
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+/// `GET /readyz`: readiness for traffic. 200 when the store answers a query, every feed is
+/// connected to its broker and the service is not draining; otherwise 503, with each problem
+/// listed in `problems`.
 pub async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     if state.draining.is_cancelled() {
@@ -48,6 +53,8 @@ pub async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     )
 }
 
+/// `GET /metrics`: every metric of the process in the Prometheus text format (0.0.4); latency
+/// histograms are cumulative since start.
 pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],

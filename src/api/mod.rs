@@ -43,6 +43,9 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// The state of one API over `store`, with `feeds` the feeds' statistics in the order of
+    /// `config.feeds`, and an empty overview cache refreshed every `api.overview_refresh`.
+    /// Nothing is read or spawned here: [`serve`] starts the overview's refresh.
     pub fn new(
         config: Arc<Config>,
         store: Store,
@@ -113,6 +116,10 @@ fn spawn_upkeep(handle: PrometheusHandle, every: std::time::Duration) {
     }
 }
 
+/// Every route: `/` (the wall-screen page) and the JSON API under `/api/v1`, traced, where an
+/// unknown path is a JSON 404; and `/metrics`, `/healthz` and `/readyz`, not traced. A request
+/// not answered within `api.request_timeout` gets a 503; CORS allows any origin. The router
+/// starts no task: without [`serve`], nothing refreshes the overview.
 pub fn router(state: ApiState) -> Router {
     let timeout = state.config.api.request_timeout;
     let api = Router::new()

@@ -29,11 +29,18 @@ use crate::{
     store::{AlertFilter, DeviceFilter, StoreError},
 };
 
+/// `GET /api/v1/overview`: what the wall screens show of the three cities, from the latest
+/// snapshot, computed every `api.overview_refresh` (less often when computing it is slow; its
+/// `generated_at` says when). It takes no parameters; it fails (500) only when there is no
+/// snapshot yet and computing one fails.
 pub async fn overview(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let snapshot = state.overview.get(&state).await?;
     Ok(json_response(snapshot.overview.clone()))
 }
 
+/// `GET /api/v1/cities/{city}`: one city's part of the latest overview snapshot, with its
+/// `generated_at`. An unknown city (not `thai-nguyen`, `song-cong` or `pho-yen`) is a 404, as it
+/// is part of the path.
 pub async fn city(
     State(state): State<ApiState>,
     Path(city): Path<String>,
@@ -66,6 +73,8 @@ pub struct OverviewCache {
     computing: tokio::sync::Mutex<()>,
 }
 
+/// One computed overview: the bodies of `/api/v1/overview` and of each city's
+/// `/api/v1/cities/{city}`, serialised once and served as they are until the next one.
 #[derive(Debug)]
 pub struct Snapshot {
     overview: Bytes,
@@ -73,6 +82,9 @@ pub struct Snapshot {
 }
 
 impl OverviewCache {
+    /// An empty cache whose snapshot is recomputed every `refresh` by [`keep_fresh`]; a zero
+    /// `refresh` computes the overview on every request instead. Nothing is computed until the
+    /// first request or the first round of [`keep_fresh`].
     pub fn new(refresh: Duration) -> OverviewCache {
         OverviewCache {
             refresh,

@@ -63,10 +63,14 @@ pub fn time_range(
     Ok((from, to))
 }
 
+/// A `city` parameter: `thai-nguyen`, `song-cong` or `pho-yen`, exactly; anything else is a
+/// 400 that lists them.
 pub fn parse_city(s: &str) -> Result<City, ApiError> {
     s.parse().map_err(ApiError::BadRequest)
 }
 
+/// A `domain` parameter: a domain's name exactly (`air_quality`, `water`, `weather`,
+/// `traffic`, `lighting`, `energy`); anything else is a 400 that lists them.
 pub fn parse_domain(s: &str) -> Result<Domain, ApiError> {
     s.parse().map_err(ApiError::BadRequest)
 }

@@ -22,6 +22,8 @@ pub struct RejectsResponse {
     pub rejects: Vec<RejectRow>,
 }
 
+/// The query of `GET /api/v1/rejects`: `feed`, `reason`, `from` and `to` (times of receipt),
+/// `limit` (default 100) and `before_id`, to page back past the last id seen.
 #[derive(Debug, Deserialize)]
 pub struct RejectParams {
     feed: Option<String>,
@@ -32,6 +34,10 @@ pub struct RejectParams {
     before_id: Option<i64>,
 }
 
+/// `GET /api/v1/rejects`: the quarantine rows selected, newest first, with their payloads, and
+/// the count per feed and reason of everything in quarantine. A 400 for a feed that is not
+/// configured, an unknown `reason`, an unparsable `from` or `to`, a `limit` that is not a number
+/// from 1 to 1,000, or a `before_id` that is not a number.
 pub async fn rejects(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<RejectParams>,

@@ -68,6 +68,9 @@ pub struct ForwardStats {
     last_error: Mutex<Option<(Timestamp, String)>>,
 }
 
+/// The InfluxDB forwarder's state, as `/api/v1/feeds` shows it under `influx`. `enabled` is
+/// false, and everything else zero or empty, when no InfluxDB is configured. Counts are since
+/// start; the fields are read one by one, so they may be a moment apart.
 #[derive(Debug, Clone, Serialize)]
 pub struct ForwardSnapshot {
     pub enabled: bool,
@@ -88,6 +91,8 @@ pub struct ForwardSnapshot {
 }
 
 impl ForwardStats {
+    /// The forwarder's state now, from counters it updates as it goes: it never waits for a
+    /// write to InfluxDB to finish.
     pub fn snapshot(&self) -> ForwardSnapshot {
         let error = self
             .last_error

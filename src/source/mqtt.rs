@@ -6,7 +6,7 @@
 //!   feed's bounded queue (it never awaits an ack). When that queue is full it stops polling,
 //!   so the socket stops being read and the broker keeps the backlog.
 //! - the *ack task* receives ack tokens from the store writer (after commit, in receive order)
-//!   and hands them to the connection through the [`Outbox`]. Tokens of a connection that
+//!   and hands them to the connection through the `Outbox`. Tokens of a connection that
 //!   failed are dropped from the moment it failed: the broker redelivers those messages anyway
 //!   and stale packet ids make some brokers disconnect.
 //! - the pipeline (elsewhere) sits between them.

@@ -242,6 +242,10 @@ impl Client {
         }
     }
 
+    /// Subscribe to every filter with QoS 1, waiting for room in the request channel. Await it
+    /// on a task other than the one polling the event loop: the channel drains only as the loop
+    /// is polled. A gone event loop is ignored; the broker's refusals come back from `poll` as
+    /// [`Polled::SubscriptionsRefused`].
     pub async fn subscribe(&self, topics: &[String]) {
         let _ = match self {
             Client::V4(c) => c.subscribe_many(filters_v4(topics)).await,
@@ -251,6 +255,8 @@ impl Client {
         };
     }
 
+    /// Ask the event loop to send DISCONNECT after the requests already queued (acks
+    /// included), waiting for room in the request channel. A gone event loop is ignored.
     pub async fn disconnect(&self) {
         let _ = match self {
             Client::V4(c) => c.disconnect().await.is_ok(),

@@ -23,6 +23,9 @@ pub struct NewAlert {
     pub at: Timestamp,
 }
 
+/// An alert incident as stored and as the API shows it: one row from firing to resolved.
+/// `state` is `firing` or `resolved`, `ends_at` is set once resolved, and the `acked_*` fields
+/// once someone acknowledged it; `labels` is the incident's JSON object of labels.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertRow {
     pub id: i64,
@@ -43,6 +46,9 @@ pub struct AlertRow {
     pub ack_comment: Option<String>,
 }
 
+/// Which incidents [`Store::alerts`] lists: exact matches on state, city (`thai-nguyen`, …) and
+/// severity (`info`, `warning`, `critical`), `None` matching any, and at most `limit` rows. The
+/// default lists nothing: its `limit` is 0.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
     /// `firing`, `resolved`, or None for all.
@@ -52,6 +58,10 @@ pub struct AlertFilter {
     pub limit: u32,
 }
 
+/// One webhook notification in the outbox: the receiver it goes to, its idempotency id
+/// (`webhook_id`), the incident it reports and the JSON body to post. `state` is `pending`,
+/// `delivered` or `dead`; `attempts`, `last_status` (HTTP) and `last_error` tell of the attempts
+/// so far, and a pending one is due at `next_attempt_at`.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboxRow {
     pub id: i64,
@@ -181,6 +191,7 @@ impl Store {
         .await
     }
 
+    /// The incidents `filter` selects, newest first (by id).
     pub async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertRow>, StoreError> {
         let f = filter.clone();
         self.read(move |conn| {
@@ -212,6 +223,7 @@ impl Store {
         .await
     }
 
+    /// One incident by id; `None` if there is none.
     pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
         self.read(move |conn| alert_by_id(conn, id)).await
     }
@@ -270,6 +282,8 @@ impl Store {
         .await
     }
 
+    /// Every notification given up on (`dead`: refused by its receiver, or out of attempts),
+    /// oldest first, without a limit.
     pub async fn dead_letters(&self) -> Result<Vec<OutboxRow>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&format!(

@@ -38,6 +38,10 @@ pub use query::{
 };
 pub use writer::{Content, Envelope, Outcome, Partial, PruneStats, StoreWriter};
 
+/// Why a store operation failed: SQLite's error (`Sqlite`), the filesystem's when creating the
+/// store's directory (`Io`), a database written by a newer schema version than this build
+/// understands (`Schema`, from `Store::open`), a log row whose readings blob does not decode
+/// (`Corrupt`), or a query's blocking task that panicked or was cancelled (`Join`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -142,7 +146,7 @@ impl Store {
     }
 
     /// Copy the WAL into the database every `every`, on a thread of its own, until `stop`;
-    /// a last checkpoint on the way out. See [`checkpoint`].
+    /// a last checkpoint on the way out. See `checkpoint`.
     pub fn checkpointer(
         &self,
         every: Duration,

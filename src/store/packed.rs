@@ -37,10 +37,15 @@ pub fn decode(blob: &[u8]) -> Decode<'_> {
     Decode { rest: blob }
 }
 
+/// A readings blob that does not decode: truncated, a series id longer than nine LEB128 bytes,
+/// or (given to the SQL functions) not a blob at all; the text says which. Rust readers of the
+/// log report it as `StoreError::Corrupt`, the SQL functions as an error of their statement.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("corrupt readings blob: {0}")]
 pub struct Corrupt(&'static str);
 
+/// The readings of a blob, from [`decode`]: each `Ok` in the order written, or one `Err` at the
+/// first malformed reading, after which it yields nothing more.
 pub struct Decode<'a> {
     rest: &'a [u8],
 }

@@ -4,6 +4,8 @@ use rusqlite::{Connection, params};
 
 use super::StoreError;
 
+/// The schema version this build writes, kept in `PRAGMA user_version`. [`migrate`] brings older
+/// databases up to it and refuses newer ones.
 pub const VERSION: i64 = 8;
 
 const SCHEMA: &str = r#"
@@ -189,6 +191,10 @@ CREATE TABLE IF NOT EXISTS cursors (
 );
 "#;
 
+/// Create any missing tables and bring a database of an older version up to [`VERSION`] in
+/// place (version 5 and older are repacked into one log row per device and time, which can take
+/// seconds on a large store), all in one transaction: on an error the file is left as it was.
+/// Fails with `StoreError::Schema` for a database of a newer version.
 pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > VERSION {

@@ -6,6 +6,9 @@ use super::*;
 /// UTC+7: bucket boundaries fall on local midnight.
 const LOCAL_OFFSET_MS: i64 = 7 * HOUR_MS;
 
+/// One canonical `metric` over `[from, to)`, optionally narrowed to a city, a domain and a
+/// device, in buckets of `every_ms` milliseconds aligned to local (UTC+7) midnight: one bucket
+/// per interval or, with `group_by_device`, per interval and device.
 #[derive(Debug, Clone)]
 pub struct AggregateQuery {
     pub metric: String,
@@ -18,6 +21,9 @@ pub struct AggregateQuery {
     pub group_by_device: bool,
 }
 
+/// One bucket of an aggregates query: `[bucket_start, bucket_end)`, the device when grouped by
+/// device, and the count, mean, min, max and sum of the readings in it, of every status.
+/// Intervals without readings have no bucket.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bucket {
     pub bucket_start: Timestamp,
@@ -131,6 +137,9 @@ fn buckets(conn: &Connection, sql: &str, w: &Where, every: i64) -> Result<Vec<Bu
 }
 
 impl Store {
+    /// The buckets of `q` by start time (then device). City- or domain-wide queries in whole
+    /// minutes read the minute rollups, so their `from` and `to` count whole minutes (the
+    /// minutes holding them are included); the others read the log's readings.
     pub async fn aggregates(&self, q: &AggregateQuery) -> Result<Vec<Bucket>, StoreError> {
         let q = q.clone();
         self.read(move |conn| aggregates(conn, &q)).await

@@ -2,6 +2,8 @@
 
 use super::*;
 
+/// The mean of one metric's `measuring` readings of a device over the hour starting at
+/// `hour_start_ms` (UTC ms, a whole hour), and how many readings it averages.
 #[derive(Debug, Clone, Serialize)]
 pub struct HourlyMean {
     pub metric: String,

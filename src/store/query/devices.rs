@@ -3,6 +3,8 @@
 
 use super::*;
 
+/// Which devices [`Store::devices`] lists: exact matches on city, domain (the device's own) and
+/// device id, `None` matching any. The default lists every device.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFilter {
     pub city: Option<City>,
@@ -10,6 +12,9 @@ pub struct DeviceFilter {
     pub device_id: Option<String>,
 }
 
+/// A series' latest stored reading, from the writer's live state: its metric, value in `unit`
+/// (the canonical unit), observation time and instrument status. It can be seconds newer than
+/// the `series` row, which is written from memory every few seconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatestValue {
     pub metric: Arc<str>,
@@ -19,6 +24,10 @@ pub struct LatestValue {
     pub status: Status,
 }
 
+/// A device as listed: its catalogue row (city, domain, name, position, flood alarm levels in
+/// metres, …) with what changes per message from the writer's live state — when it was last
+/// seen (received) and last observed, its last status, its learned interval and the latest
+/// value of each series. `catalogued` is false for a device only heard from, not configured.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceRow {
     pub device_id: String,
@@ -45,7 +54,7 @@ pub struct DeviceRow {
 /// a series or a device's first position and feed, so it is kept until then: the overview, the
 /// alert tick and the device API each read every device, the overview every second, and at
 /// 15,000 stations reading them from the tables took about a tenth of a core from ingest
-/// (BENCHMARKS.md, finding 17).
+/// (BENCHMARKS.md, finding 19).
 pub(in crate::store) struct Catalogue {
     /// The writer's count of changes this was read at.
     generation: u64,
@@ -217,6 +226,9 @@ fn devices(catalogue: &Catalogue, live: &Live, filter: &DeviceFilter) -> Vec<Dev
 }
 
 impl Store {
+    /// The devices `filter` selects, by city, domain and id, each with its latest values. The
+    /// catalogue part is kept in memory until the writer adds a device, a series or a first
+    /// position, so listing every device, as the overview does every second, stays cheap.
     pub async fn devices(&self, filter: &DeviceFilter) -> Result<Vec<DeviceRow>, StoreError> {
         let filter = filter.clone();
         let inner = Arc::clone(&self.inner);

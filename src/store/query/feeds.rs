@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// A feed's all-time counters, updated in the transaction that commits the messages they count,
+/// so they always agree with the store: messages received, stored (at least one new reading),
+/// rejected (quarantined whole, or every reading lost to a conflict) and duplicate (nothing
+/// new, such as a redelivery), and readings stored. The times are when messages were received.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeedCounters {
     pub feed: String,
@@ -20,6 +24,8 @@ pub struct FeedCounters {
     pub last_stored_at: Option<Timestamp>,
 }
 
+/// How many readings of a city were observed in the last hour, counted from the minute rollups
+/// by whole minutes (see [`Store::city_summary`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct CitySummary {
     pub city: City,
@@ -27,6 +33,7 @@ pub struct CitySummary {
 }
 
 impl Store {
+    /// Every feed's all-time counters, by feed name. A feed has none until its first commit.
     pub async fn feed_counters(&self) -> Result<Vec<FeedCounters>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(

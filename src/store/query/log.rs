@@ -20,6 +20,8 @@ pub struct LogEntry {
     pub ward: Option<String>,
 }
 
+/// What the store holds: readings in the log (each reading of a packed row counted), rejects
+/// in quarantine, and the log's last position (`max_log_id`, 0 when the log is empty).
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreStats {
     pub readings: i64,
@@ -140,6 +142,8 @@ impl Store {
         .await
     }
 
+    /// The log position the reader `name` last persisted with [`Store::set_cursor`] (the
+    /// InfluxDB forwarder's is `influx::CURSOR`); `None` if it never did.
     pub async fn cursor(&self, name: &str) -> Result<Option<i64>, StoreError> {
         let name = name.to_owned();
         self.read(move |conn| {
@@ -155,6 +159,8 @@ impl Store {
         .await
     }
 
+    /// The store's [`StoreStats`]. Counting the readings decodes every row of the log, so a call
+    /// costs time in proportion to the store's size: for tests and diagnostics, not a hot path.
     pub async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.read(|conn| {
             Ok(StoreStats {

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Which quarantine rows [`Store::rejects`] lists, newest first: exact feed and reason, received
+/// in `[from, to)`, ids below `before_id` (to page back past the last id seen), at most `limit`.
+/// `None` matches any; the default lists nothing, as its `limit` is 0.
 #[derive(Debug, Clone, Default)]
 pub struct RejectFilter {
     pub feed: Option<String>,
@@ -12,6 +15,10 @@ pub struct RejectFilter {
     pub before_id: Option<i64>,
 }
 
+/// A quarantined message, or part of one, as the API lists it: feed, topic, when it was
+/// received, the reason and its detail, and the payload as stored. A payload longer than
+/// `ingest.quarantine_max_bytes` is stored cut short: `truncated` is then true, and
+/// `payload_size` is always the size before.
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectRow {
     pub id: i64,
@@ -31,6 +38,7 @@ pub struct RejectRow {
     pub payload_hex: Option<String>,
 }
 
+/// How many rows the quarantine holds for one feed and reason.
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectCount {
     pub feed: String,
@@ -39,6 +47,7 @@ pub struct RejectCount {
 }
 
 impl Store {
+    /// The quarantine rows `filter` selects, newest (highest id) first.
     pub async fn rejects(&self, filter: &RejectFilter) -> Result<Vec<RejectRow>, StoreError> {
         let f = filter.clone();
         self.read(move |conn| {
@@ -89,6 +98,8 @@ impl Store {
         .await
     }
 
+    /// The quarantine's row count per feed and reason, of everything it holds, by feed and then
+    /// reason; pairs without rows are left out.
     pub async fn reject_counts(&self) -> Result<Vec<RejectCount>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(

@@ -2,6 +2,8 @@
 
 use super::*;
 
+/// One stored reading of a series: when it was observed, its value in the series' canonical
+/// unit, and the instrument's status.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Point {
     pub observed_at: Timestamp,
@@ -10,6 +12,8 @@ pub struct Point {
 }
 
 impl Store {
+    /// The readings of `device_id`'s `metric` observed in `[from, to)`, of every status, oldest
+    /// first; past `limit` readings, the oldest `limit`. An unknown device or metric gives none.
     pub async fn series(
         &self,
         device_id: &str,

@@ -98,6 +98,9 @@ pub enum Outcome {
     Conflicted { conflicts: usize },
 }
 
+/// What one [`StoreWriter::prune`] deleted as past its retention: log rows (of both log tables)
+/// and quarantine rows. A call deletes at most 20,000 rows of `observations` and 20,000
+/// rejects, so a count of 20,000 or more means the next call may find more to delete.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PruneStats {
     /// Log rows: a device's readings at one time.
