@@ -150,6 +150,16 @@ for = "10m"
 severity = "critical"
 "#;
 
+/// A receiver answering as `mode`, and an app with `rules` notifying it; keep the directory
+/// alive as long as the app.
+async fn receiver_and_app(mode: Mode, rules: &str) -> (Receiver, TestApp, tempfile::TempDir) {
+    let receiver = Receiver::start().await;
+    receiver.set(mode);
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(&receiver, rules, dir.path()).await;
+    (receiver, app, dir)
+}
+
 async fn app_with(receiver: &Receiver, rules: &str, dir: &std::path::Path) -> TestApp {
     let port = free_port();
     let mut config = test_config(dir, port, true);
@@ -179,9 +189,7 @@ fn statuses(got: &[(String, Value)]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sustained_pm25_spike_fires_once_and_resolves_once() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_with(&receiver, PM25_RULE, dir.path()).await;
+    let (receiver, app, _dir) = receiver_and_app(Mode::Accept, PM25_RULE).await;
     pm25(
         &app,
         &[(60, 40.0), (50, 90.0), (45, 95.0), (40, 92.0), (35, 99.0)],
@@ -236,9 +244,7 @@ async fn a_sustained_pm25_spike_fires_once_and_resolves_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_bouncing_inside_the_hysteresis_band_do_not_flap() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_with(&receiver, PM25_RULE, dir.path()).await;
+    let (receiver, app, _dir) = receiver_and_app(Mode::Accept, PM25_RULE).await;
     pm25(
         &app,
         &[
@@ -266,10 +272,7 @@ async fn values_bouncing_inside_the_hysteresis_band_do_not_flap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_down_for_a_while_gets_every_notification_once() {
-    let receiver = Receiver::start().await;
-    receiver.set(Mode::Unavailable);
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_with(&receiver, PM25_RULE, dir.path()).await;
+    let (receiver, app, _dir) = receiver_and_app(Mode::Unavailable, PM25_RULE).await;
     pm25(&app, &[(60, 90.0), (45, 95.0), (40, 50.0)]).await;
     wait_for(
         "retries while the receiver is down",
@@ -375,10 +378,7 @@ after = "3s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_sends_the_notification_to_the_dead_letters_and_replay_delivers_it() {
-    let receiver = Receiver::start().await;
-    receiver.set(Mode::Reject);
-    let dir = tempfile::tempdir().unwrap();
-    let app = app_with(&receiver, PM25_RULE, dir.path()).await;
+    let (receiver, app, _dir) = receiver_and_app(Mode::Reject, PM25_RULE).await;
     pm25(&app, &[(60, 90.0), (45, 95.0)]).await;
     wait_for("a dead letter", Duration::from_secs(20), || async {
         app.get("/api/v1/webhooks/dead-letters").await["count"] == 1
@@ -407,15 +407,7 @@ async fn a_400_sends_the_notification_to_the_dead_letters_and_replay_delivers_it
     })
     .await;
     assert_eq!(app.get("/api/v1/webhooks/dead-letters").await["count"], 0);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for series in [
         "ioc_webhook_dead_lettered_total{receiver=\"duty\"}",
         "ioc_webhook_deliveries_succeeded_total{receiver=\"duty\"}",

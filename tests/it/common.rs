@@ -108,6 +108,18 @@ impl TestApp {
         body
     }
 
+    /// The Prometheus text of `/metrics` (the recorder is shared by every test of the binary).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_status(&self, path: &str) -> (u16, Value) {
         let resp = self
             .http

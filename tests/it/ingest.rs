@@ -167,15 +167,7 @@ async fn malformed_payload_is_quarantined_with_its_reason_and_raw_bytes() {
     let tn = &feeds["feeds"][0];
     assert_eq!(tn["since_start"]["rejected"], 1);
     assert_eq!(tn["all_time"]["rejected"], 1);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     // The recorder is process-wide, shared with the other tests of this binary: at least ours.
     let series = "ioc_messages_rejected_total{feed=\"thai-nguyen\",reason=\"malformed_json\"} ";
     let count: f64 = metrics
@@ -351,15 +343,7 @@ async fn ignored_fields_are_counted_per_field() {
         since["ignored_by_field"],
         json!({"alertLevel": 1, "dangerLevel": 1, "refDevice": 1})
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let series = "ioc_fields_ignored_total{feed=\"pho-yen\",field=\"alertLevel\"} ";
     assert!(
         metrics.lines().any(|l| l.starts_with(series)),
