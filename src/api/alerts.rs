@@ -5,15 +5,74 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{
     ApiState,
     error::{ApiError, ApiQuery, ApiResult},
     params,
 };
-use crate::{alert::notify, store::AlertFilter};
+use crate::{
+    alert::notify,
+    store::{AlertFilter, AlertRow, OutboxRow},
+};
+
+/// The answer of `GET /api/v1/alerts`.
+#[derive(Debug, Serialize)]
+pub struct AlertList {
+    pub count: usize,
+    pub alerts: Vec<AlertRow>,
+}
+
+/// The answer of `GET /api/v1/webhooks/dead-letters`.
+#[derive(Debug, Serialize)]
+pub struct DeadLetters {
+    pub count: usize,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// A notification given up on, with the Alertmanager alerts its body carried.
+#[derive(Debug, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub receiver: String,
+    /// The Standard Webhooks `webhook-id` it was (and will be) sent with.
+    pub webhook_id: String,
+    pub alert_id: i64,
+    pub attempts: i64,
+    /// The HTTP status of the last attempt, if it got one.
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub alerts: Vec<Value>,
+}
+
+impl From<OutboxRow> for DeadLetter {
+    fn from(r: OutboxRow) -> DeadLetter {
+        DeadLetter {
+            alerts: notify::alerts_of(&r.body),
+            id: r.id,
+            receiver: r.receiver,
+            webhook_id: r.webhook_id,
+            alert_id: r.alert_id,
+            attempts: r.attempts,
+            last_status: r.last_status,
+            last_error: r.last_error,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// The answer of `POST /api/v1/webhooks/dead-letters/{id}/replay`.
+#[derive(Debug, Serialize)]
+pub struct Replayed {
+    pub id: i64,
+    pub receiver: String,
+    /// Always `pending`: queued again, due now.
+    pub state: &'static str,
+}
 
 /// The query of `GET /api/v1/alerts`: `state` (`active` or `firing`, the default; `resolved`;
 /// `all`), `city`, `severity` and `limit` (default 200).
@@ -30,7 +89,7 @@ pub struct ListParams {
 pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<ListParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<AlertList> {
     let wanted = match p.state.as_deref() {
         None | Some("active") | Some("firing") => Some("firing".to_owned()),
         Some("resolved") => Some("resolved".to_owned()),
@@ -60,7 +119,10 @@ pub async fn list(
         limit,
     };
     let alerts = state.store.alerts(&filter).await?;
-    Ok(Json(json!({ "count": alerts.len(), "alerts": alerts })))
+    Ok(Json(AlertList {
+        count: alerts.len(),
+        alerts,
+    }))
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {
@@ -70,14 +132,14 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
 
 /// `GET /api/v1/alerts/{id}`: one incident. A 400 when `id` is not a number, a 404 when no
 /// incident has it.
-pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Value> {
+pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<AlertRow> {
     let id = parse_id(&id)?;
     let alert = state
         .store
         .alert(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
-    Ok(Json(json!(alert)))
+    Ok(Json(alert))
 }
 
 /// The body of `POST /api/v1/alerts/{id}/ack`: who acknowledges (`by`, required, not blank) and
@@ -96,7 +158,7 @@ pub async fn ack(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     body: Result<Json<Ack>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Value> {
+) -> ApiResult<AlertRow> {
     let id = parse_id(&id)?;
     let Json(ack) = body.map_err(|e| {
         ApiError::bad(format!(
@@ -113,40 +175,31 @@ pub async fn ack(
         .ack_alert(id, by, ack.comment)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
-    Ok(Json(json!(alert)))
+    Ok(Json(alert))
 }
 
 /// `GET /api/v1/webhooks/dead-letters`: every notification given up on (refused by its
 /// receiver with a 4xx, or out of attempts), oldest first, with the alerts it carried and its
 /// last attempt's status and error. It takes no parameters.
-pub async fn dead_letters(State(state): State<ApiState>) -> ApiResult<Value> {
-    let rows = state.store.dead_letters().await?;
-    let letters: Vec<Value> = rows
+pub async fn dead_letters(State(state): State<ApiState>) -> ApiResult<DeadLetters> {
+    let dead_letters: Vec<DeadLetter> = state
+        .store
+        .dead_letters()
+        .await?
         .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "receiver": r.receiver,
-                "webhook_id": r.webhook_id,
-                "alert_id": r.alert_id,
-                "attempts": r.attempts,
-                "last_status": r.last_status,
-                "last_error": r.last_error,
-                "created_at": r.created_at,
-                "alerts": notify::alerts_of(&r.body),
-            })
-        })
+        .map(DeadLetter::from)
         .collect();
-    Ok(Json(
-        json!({ "count": letters.len(), "dead_letters": letters }),
-    ))
+    Ok(Json(DeadLetters {
+        count: dead_letters.len(),
+        dead_letters,
+    }))
 }
 
 /// `POST /api/v1/webhooks/dead-letters/{id}/replay`: put a dead letter back in its receiver's
 /// queue, due now with its attempts reset, and wake the receiver's delivery task. A 400 when
 /// `id` is not a number; a 404 when it is not a dead letter's (a pending or delivered
 /// notification's included).
-pub async fn replay(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Value> {
+pub async fn replay(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Replayed> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad(format!("{id:?} is not a dead-letter id")))?;
@@ -158,7 +211,9 @@ pub async fn replay(State(state): State<ApiState>, Path(id): Path<String>) -> Ap
     if let Some(w) = state.webhook_wakes.get(&receiver) {
         w.notify_one();
     }
-    Ok(Json(
-        json!({ "id": id, "receiver": receiver, "state": "pending" }),
-    ))
+    Ok(Json(Replayed {
+        id,
+        receiver,
+        state: "pending",
+    }))
 }

@@ -389,6 +389,34 @@ async fn a_400_sends_the_notification_to_the_dead_letters_and_replay_delivers_it
     let letter = &letters["dead_letters"][0];
     assert_eq!(letter["last_status"], 400);
     assert_eq!(letter["alerts"][0]["labels"]["alertname"], "pm25_high");
+    // The answers' shapes, pinned (the handlers return typed answers).
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&letters), ["count", "dead_letters"]);
+    assert_eq!(
+        keys(letter),
+        [
+            "alert_id",
+            "alerts",
+            "attempts",
+            "created_at",
+            "id",
+            "last_error",
+            "last_status",
+            "receiver",
+            "webhook_id"
+        ]
+    );
+    let listed = app.get("/api/v1/alerts?state=all").await;
+    assert_eq!(keys(&listed), ["alerts", "count"]);
+    let alert_id = letter["alert_id"].as_i64().unwrap();
+    assert_eq!(
+        keys(&app.get(&format!("/api/v1/alerts/{alert_id}")).await),
+        keys(&listed["alerts"][0])
+    );
 
     receiver.set(Mode::Accept);
     let id = letter["id"].as_i64().unwrap();
@@ -402,6 +430,11 @@ async fn a_400_sends_the_notification_to_the_dead_letters_and_replay_delivers_it
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    let replayed: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        replayed,
+        serde_json::json!({"id": id, "receiver": "duty", "state": "pending"})
+    );
     wait_for("the replayed delivery", Duration::from_secs(20), || async {
         receiver.accepted().len() == 1
     })
