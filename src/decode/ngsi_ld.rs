@@ -306,16 +306,11 @@ impl NgsiLdDecoder {
             },
             None => None,
         };
-        let observed = |key: &str, value: Scalar, unit: Option<String>, at| Observation {
+        let observed = |key: &str, value: ObservedValue, unit: Option<String>, at| Observation {
             device_id: device.clone(),
             domain_hint: Some(kind.clone()),
             name: measured_name(&kind, key).to_owned(),
-            value: match value {
-                Scalar::Number(v) => ObservedValue::Number(v),
-                Scalar::Bool(b) => ObservedValue::Bool(b),
-                Scalar::Text(t) => ObservedValue::Text(t),
-                Scalar::Null => unreachable!("nulls are rejected before"),
-            },
+            value,
             unit: unit.or_else(|| default_unit(key).map(str::to_owned)),
             observed_at: at,
             status: status.clone(),
@@ -370,12 +365,12 @@ impl NgsiLdDecoder {
                     ));
                     continue;
                 }
-                match instance.value {
-                    Scalar::Null => {
+                match instance.value.into_value() {
+                    None => {
                         out.rejected
                             .push(reject(RejectReason::InvalidValue, "is null".into()));
                     }
-                    value => out
+                    Some(value) => out
                         .observations
                         .push(observed(key, value, instance.unit, at)),
                 }

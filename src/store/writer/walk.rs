@@ -73,10 +73,7 @@ impl Walk<'_> {
                 payload,
                 payload_size,
                 dup,
-            } => {
-                let delta = fx.feeds.entry(env.feed.as_str()).or_default();
-                rejected(tx, env, rejection, payload, *payload_size, *dup, delta)
-            }
+            } => rejected(tx, env, rejection, payload, *payload_size, *dup, delta),
         }
     }
 
