@@ -212,6 +212,27 @@ pub struct Observation {
     pub location: Option<Location>,
 }
 
+#[cfg(test)]
+impl Reading {
+    /// For tests: a measuring Thái Nguyên air-quality reading in µg/m³, without a position,
+    /// observed and received at `at`.
+    pub(crate) fn sample(device: &str, metric: &'static str, at: Timestamp, value: f64) -> Reading {
+        Reading {
+            city: City::ThaiNguyen,
+            feed: FeedId::new("thai-nguyen"),
+            device_id: device.into(),
+            domain: Domain::AirQuality,
+            metric,
+            value,
+            unit: "µg/m³",
+            observed_at: at,
+            received_at: at,
+            location: None,
+            status: Status::Measuring,
+        }
+    }
+}
+
 /// What a decoder read from one message. A format reads a message whole or not at all, except
 /// where it holds independent parts (an entity of an NGSI-LD array, a SenML record): a part it
 /// cannot read is rejected with its reason and the rest goes on.

@@ -402,25 +402,13 @@ fn commit_with_retry(writer: &mut StoreWriter, envelopes: &[Envelope]) -> Vec<Ou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{City, Domain, FeedId, Status};
+    use crate::model::FeedId;
 
     fn envelope(values: &[f64]) -> Envelope {
         let at = Timestamp::from_second(1_795_000_000).unwrap();
         let readings = values
             .iter()
-            .map(|&value| Reading {
-                city: City::ThaiNguyen,
-                feed: FeedId::new("thai-nguyen"),
-                device_id: "A".into(),
-                domain: Domain::AirQuality,
-                metric: "pm25",
-                value,
-                unit: "µg/m³",
-                observed_at: at,
-                received_at: at,
-                location: None,
-                status: Status::Measuring,
-            })
+            .map(|&value| Reading::sample("A", "pm25", at, value))
             .collect();
         Envelope {
             feed: FeedId::new("thai-nguyen"),

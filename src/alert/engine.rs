@@ -446,7 +446,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{FeedId, Status};
 
     fn rule(name: &str, condition: Condition, metric: Option<&'static str>) -> Rule {
         Rule {
@@ -464,19 +463,7 @@ mod tests {
 
     fn reading(device: &str, metric: &'static str, value: f64, minute: i64) -> Reading {
         let at = Timestamp::from_second(1_795_309_200 + minute * 60).unwrap();
-        Reading {
-            city: City::ThaiNguyen,
-            feed: FeedId::new("thai-nguyen"),
-            device_id: device.into(),
-            domain: Domain::AirQuality,
-            metric,
-            value,
-            unit: "µg/m³",
-            observed_at: at,
-            received_at: at,
-            location: None,
-            status: Status::Measuring,
-        }
+        Reading::sample(device, metric, at, value)
     }
 
     fn engine(rules: Vec<Rule>) -> AlertEngine {

@@ -28,21 +28,12 @@ fn config(dir: &std::path::Path) -> StoreConfig {
 
 fn reading(device: &str, metric: &'static str, at: Timestamp, value: f64) -> Reading {
     Reading {
-        city: City::ThaiNguyen,
-        feed: FeedId::new("thai-nguyen"),
-        device_id: device.into(),
-        domain: Domain::AirQuality,
-        metric,
-        value,
-        unit: "µg/m³",
-        observed_at: at,
-        received_at: at,
         location: Some(Location {
             lat: 21.59,
             lon: 105.84,
             ward: None,
         }),
-        status: Status::Measuring,
+        ..Reading::sample(device, metric, at, value)
     }
 }
 
