@@ -5,7 +5,7 @@ use divan::{Bencher, counter::ItemsCount};
 use ioc_aggregator::{
     config::{Config, StoreConfig, Synchronous},
     decode::Decoder,
-    loadgen,
+    devtools::loadgen,
     model::City,
     normalise::Normaliser,
     pipeline,

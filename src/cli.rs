@@ -11,8 +11,9 @@ use crate::{
     app::{App, shutdown_signal},
     config::{Config, LogFormat},
     decode::Decoder,
+    devtools::simulate,
     normalise::Normaliser,
-    pipeline, simulate,
+    pipeline,
 };
 
 /// Install the log subscriber: `RUST_LOG` if set, else `log.filter`.
@@ -150,7 +151,7 @@ pub struct LoadgenArgs {
     pub duration: std::time::Duration,
     pub devices: usize,
     pub readings: usize,
-    pub consumer: Option<crate::loadgen::Consumer>,
+    pub consumer: Option<crate::devtools::loadgen::Consumer>,
     pub window: u64,
     pub warmup: std::time::Duration,
     pub api: Option<String>,
@@ -161,10 +162,10 @@ pub fn loadgen(a: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let summary = runtime()?.block_on(async {
         match &a.api {
             Some(base) => {
-                crate::loadgen::probe_api(base, &a.paths, a.rate.max(1), a.duration).await
+                crate::devtools::loadgen::probe_api(base, &a.paths, a.rate.max(1), a.duration).await
             }
             None => {
-                let plan = crate::loadgen::PublishPlan {
+                let plan = crate::devtools::loadgen::PublishPlan {
                     rate: a.rate,
                     duration: a.duration,
                     devices: a.devices,
@@ -173,7 +174,7 @@ pub fn loadgen(a: LoadgenArgs) -> anyhow::Result<ExitCode> {
                     window: a.window,
                     warmup: a.warmup,
                 };
-                crate::loadgen::publish(&a.broker, plan).await
+                crate::devtools::loadgen::publish(&a.broker, plan).await
             }
         }
     })?;

@@ -21,8 +21,6 @@
 //! Modules in data-flow order:
 //! - [`config`]: configuration, validated all at once.
 //! - [`model`]: the stage-boundary types.
-//! - [`broker`]: the embedded MQTT broker of the zero-setup default.
-//! - [`simulate`]: the simulator of the three IOCs.
 //! - [`source`]: MQTT connections, manual acks.
 //! - [`decode`]: vendor formats → observations.
 //! - [`normalise`]: observations → canonical readings; metric catalogue and units.
@@ -36,13 +34,13 @@
 //! - [`api`]: the HTTP API.
 //! - [`app`]: builds and runs everything, shuts down in order.
 //! - [`cli`]: the commands of the binary (run, check-config, try-mapping, simulate, loadgen).
-//! - [`loadgen`]: load generation for the benchmarks.
+//!
+//! Apart from the data path, [`devtools`]: the embedded broker and the simulator of the
+//! zero-setup default, and the load generator of the benchmarks.
 
 pub mod config;
 pub mod model;
 
-pub mod broker;
-pub mod simulate;
 pub mod source;
 
 pub mod decode;
@@ -61,7 +59,8 @@ pub mod alert;
 pub mod api;
 pub mod app;
 pub mod cli;
-pub mod loadgen;
+
+pub mod devtools;
 
 /// Pick rustls's crypto provider (ring) for this process; HTTPS clients built with reqwest's
 /// `rustls-no-provider` (webhooks, the API probe of `loadgen`) need it. Idempotent.

@@ -53,7 +53,7 @@ enum Command {
         /// that only counts (the broker's limit); an API base URL follows that aggregator's
         /// committed count.
         #[arg(long)]
-        consumer: Option<ioc_aggregator::loadgen::Consumer>,
+        consumer: Option<ioc_aggregator::devtools::loadgen::Consumer>,
         /// With --consumer: at most this many messages published but not yet consumed. It
         /// must exceed what the consumer itself holds unconsumed, or the broker runs dry:
         /// the aggregator holds up to ~19,000 (its store queue, a batch, the feed queues).

@@ -18,8 +18,8 @@ use serde_json::json;
 
 use crate::{
     config::{DeviceConfig, parse_broker_url},
+    devtools::simulate::formats,
     model::{City, Domain},
-    simulate::formats,
 };
 
 /// The six VN_AQI pollutants, then weather, up to `readings` metrics per message.
