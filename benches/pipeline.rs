@@ -3,13 +3,11 @@
 
 use divan::{Bencher, counter::ItemsCount};
 use ioc_aggregator::{
-    config::{Config, StoreConfig, Synchronous},
-    decode::Decoder,
+    config::Config,
     devtools::loadgen,
     model::City,
-    normalise::Normaliser,
     pipeline,
-    store::{Content, Envelope, Store},
+    store::{Content, Envelope, Store, StoreConfig, Synchronous},
 };
 use jiff::Timestamp;
 
@@ -52,7 +50,7 @@ fn payloads(city: City) -> (Config, Vec<(String, bytes::Bytes)>) {
 fn decode_and_normalise(bencher: Bencher, city: City) {
     let (config, messages) = payloads(city);
     let feed = config.feeds.iter().find(|f| f.city == city).unwrap();
-    let (decoder, normaliser) = (Decoder::for_feed(feed), Normaliser::new(feed, &config));
+    let (decoder, normaliser) = (feed.decoder(), config.normaliser(feed));
     let now = Timestamp::now();
     bencher
         .counter(ItemsCount::new(MESSAGES * READINGS))
@@ -92,7 +90,7 @@ fn store_commit(bencher: Bencher) {
         .unwrap();
     let (cfg, messages) = payloads(City::ThaiNguyen);
     let feed = &cfg.feeds[0];
-    let (decoder, normaliser) = (Decoder::for_feed(feed), Normaliser::new(feed, &cfg));
+    let (decoder, normaliser) = (feed.decoder(), cfg.normaliser(feed));
     let now = Timestamp::now();
     let template: Vec<Envelope> = messages
         .iter()

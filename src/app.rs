@@ -5,27 +5,78 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
     alert,
     api::{self, ApiState},
     config::Config,
-    decode::Decoder,
     devtools::{broker, simulate},
     influx::{self, ForwardStats},
     model::FeedId,
-    normalise::Normaliser,
     pipeline::{self, FeedLink},
-    source::{self, MqttConnection},
+    source,
     stats::FeedStats,
     store::Store,
 };
 
 /// How long shutdown waits for queued messages to be committed and acked.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
+/// How long alert evaluation and webhook delivery get to finish what they are doing.
+const ALERTS_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the forwarder, the simulator and the statistics tick get to stop.
+const BACKGROUND_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Tasks that stop together: a token that asks them to stop and a tracker that tells when
+/// they have (tokio-util's `CancellationToken` + `TaskTracker`).
+#[derive(Debug, Clone, Default)]
+struct Stage {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Stage {
+    /// A stage asked to stop whenever `parent` is, and also on its own.
+    fn under(parent: &Stage) -> Stage {
+        Stage {
+            stop: parent.stop.child_token(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Ask the tasks to stop and wait until they have; `false` if `deadline` passed first
+    /// (the ones left end with the runtime).
+    async fn stop(&self, deadline: Duration) -> bool {
+        self.stop.cancel();
+        self.tasks.close();
+        tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// The feeds, started: each one's statistics, its link for acks after commit, and the queue
+/// from their decode tasks to the commit thread.
+struct Feeds {
+    stats: Vec<Arc<FeedStats>>,
+    links: Vec<FeedLink>,
+    queue: mpsc::Receiver<pipeline::Pending>,
+}
+
+/// The store's two threads: commits (with the acks and the alert hand-off) and checkpoints.
+#[derive(Debug)]
+struct StoreThreads {
+    commits: std::thread::JoinHandle<()>,
+    checkpoints: std::thread::JoinHandle<()>,
+    /// Stops the checkpointer, after the last commit.
+    stop_checkpoints: CancellationToken,
+}
 
 /// A built, running service.
 #[derive(Debug)]
@@ -33,24 +84,23 @@ pub struct App {
     api_addr: SocketAddr,
     store: Store,
     feeds: Vec<Arc<FeedStats>>,
-    /// Cancelled first at shutdown: stops MQTT intake and the simulator.
-    intake: CancellationToken,
-    /// Cancelled last: stops the API server.
-    api_stop: CancellationToken,
-    feed_tasks: Vec<JoinHandle<()>>,
-    connections: Vec<(JoinHandle<()>, JoinHandle<()>)>,
-    commit_thread: Option<std::thread::JoinHandle<()>>,
-    /// The WAL checkpointer and its stop (after the commit thread is done).
-    checkpointer: Option<(std::thread::JoinHandle<()>, CancellationToken)>,
-    /// Stops alert evaluation and webhook delivery (after the commit thread is done).
-    alerts_stop: CancellationToken,
-    alert_tasks: Vec<JoinHandle<()>>,
-    background: Vec<JoinHandle<()>>,
-    api_task: JoinHandle<()>,
+    /// MQTT connections and feed tasks. Stopped first: intake ends, then what is queued is
+    /// committed and acked, then the connections disconnect.
+    ingest: Stage,
+    store_threads: Option<StoreThreads>,
+    /// Alert evaluation and webhook delivery, stopped after the last commit.
+    alerts: Stage,
+    /// The InfluxDB forwarder, the simulator and the statistics tick; asked to stop with
+    /// `ingest`, waited for after the alerts.
+    background: Stage,
+    /// The API server, stopped last.
+    api: Stage,
 }
 
 impl App {
-    /// Bind everything (ports are known when this returns) and start all tasks.
+    /// Bind everything (ports are known when this returns) and start all tasks, in data-flow
+    /// order: the embedded broker, the store, the API listener, the feeds, the alerts, the
+    /// store's threads, the background tasks and the API.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let config = Arc::new(config);
         let metrics = api::metrics_handle();
@@ -64,118 +114,29 @@ impl App {
             .with_context(|| format!("binding the API listener on {}", config.api.listen))?;
         let api_addr = listener.local_addr()?;
 
-        let intake = CancellationToken::new();
-        let (store_tx, store_rx) = mpsc::channel(config.store.queue_capacity);
-        let mut links = Vec::new();
-        let mut feeds = Vec::new();
-        let mut feed_tasks = Vec::new();
-        let mut connections = Vec::new();
-        for (index, feed) in config.feeds.iter().enumerate() {
-            let stats = FeedStats::new(FeedId::new(&feed.name));
-            let (tx, rx) = mpsc::channel(config.ingest.feed_queue_capacity);
-            let MqttConnection {
-                acks,
-                poll_task,
-                ack_task,
-            } = source::connect(feed, tx, Arc::clone(&stats), intake.clone())?;
-            let stage = pipeline::FeedStage {
-                decoder: Decoder::for_feed(feed),
-                normaliser: Normaliser::new(feed, &config),
-                limits: config.ingest.clone(),
-                stats: Arc::clone(&stats),
-            };
-            feed_tasks.push(tokio::spawn(pipeline::run_feed(
-                index,
-                stage,
-                rx,
-                store_tx.clone(),
-                intake.clone(),
-            )));
-            connections.push((poll_task, ack_task));
-            links.push(FeedLink::new(acks, Arc::clone(&stats)));
-            feeds.push(stats);
-        }
-        drop(store_tx);
-
+        let ingest = Stage::default();
+        let feeds = start_feeds(&config, &ingest)?;
         crate::install_crypto_provider();
-        let alerts_stop = CancellationToken::new();
-        let alerts = if config.alerts.enabled {
-            Some(
-                alert::start(
-                    Arc::clone(&config),
-                    store.clone(),
-                    feeds.clone(),
-                    format!("http://{api_addr}"),
-                    alerts_stop.clone(),
-                )
-                .await?,
-            )
-        } else {
-            None
-        };
-        let alert_input = alerts
-            .as_ref()
-            .map(|a| (a.readings.clone(), Arc::clone(&a.metrics)));
-        let wakes = alerts
-            .as_ref()
-            .map(|a| Arc::clone(&a.wakes))
-            .unwrap_or_default();
+        let alerts = Stage::default();
+        let running_alerts = start_alerts(&config, &store, &feeds.stats, api_addr, &alerts).await?;
+        let stats = feeds.stats.clone();
+        let hand_off = running_alerts.as_ref().map(|a| a.hand_off.clone());
+        let store_threads = start_store_threads(&config, &store, feeds, hand_off)?;
+        let background = Stage::under(&ingest);
+        let forward_stats = start_background(&config, &store, &stats, &background);
 
-        let writer = store.writer().context("opening the store writer")?;
-        let checkpoint_stop = CancellationToken::new();
-        let checkpointer = store.checkpointer(Duration::from_secs(1), checkpoint_stop.clone())?;
-        let batch = pipeline::Batching {
-            max_messages: config.store.batch_max_messages,
-            linger: config.store.commit_linger,
-        };
-        let commit_thread = std::thread::Builder::new()
-            .name("store-commit".into())
-            .spawn(move || {
-                pipeline::run_commits(writer, store_rx, links, batch, |envelopes, outcomes| {
-                    let Some((alerts, metrics)) = &alert_input else {
-                        return;
-                    };
-                    let readings = pipeline::stored_readings(envelopes, outcomes, metrics);
-                    if !readings.is_empty() {
-                        // Bounded: a slow evaluator slows commits rather than dropping input.
-                        let _ = alerts.blocking_send(readings);
-                    }
-                })
-            })?;
-
-        let mut background = vec![tokio::spawn(tick_stats(feeds.clone(), intake.clone()))];
-        let forward_stats = Arc::new(ForwardStats::default());
-        if config.influx.enabled {
-            background.push(tokio::spawn(influx::run(
-                config.influx.clone(),
-                store.clone(),
-                Arc::clone(&forward_stats),
-                feeds.clone(),
-                intake.clone(),
-            )));
-        }
-        if config.simulator.enabled {
-            let sim = config.simulator.clone();
-            let devices = config.devices.clone();
-            let cancel = intake.clone();
-            background.push(tokio::spawn(async move {
-                if let Err(e) = simulate::run(sim, devices, cancel).await {
-                    warn!(error = %e, "Simulator stopped.");
-                }
-            }));
-        }
-
-        let api_stop = CancellationToken::new();
+        let api = Stage::default();
+        let wakes = running_alerts.map(|a| a.wakes).unwrap_or_default();
         let state = ApiState::new(
             Arc::clone(&config),
             store.clone(),
-            feeds.clone(),
+            stats.clone(),
             forward_stats,
             wakes,
             metrics,
-            intake.clone(),
+            ingest.stop.clone(),
         );
-        let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
+        api.spawn(api::serve(listener, state, api.stop.clone()));
         info!(
             api = %format!("http://{api_addr}"),
             overview = %format!("http://{api_addr}/api/v1/overview"),
@@ -185,17 +146,12 @@ impl App {
         Ok(App {
             api_addr,
             store,
-            feeds,
-            intake,
-            api_stop,
-            feed_tasks,
-            connections,
-            commit_thread: Some(commit_thread),
-            checkpointer: Some((checkpointer, checkpoint_stop)),
-            alerts_stop,
-            alert_tasks: alerts.map(|a| a.tasks).unwrap_or_default(),
+            feeds: stats,
+            ingest,
+            store_threads: Some(store_threads),
+            alerts,
             background,
-            api_task,
+            api,
         })
     }
 
@@ -211,49 +167,164 @@ impl App {
         &self.feeds
     }
 
-    /// Run until `shutdown` resolves, then stop in order.
+    /// Run until `shutdown` resolves, then stop in order: intake, the drain of what is queued
+    /// (committed and acked within `DRAIN_DEADLINE`), the alerts, the background tasks, the API.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         shutdown.await;
         info!("Shutting down: stopping intake, committing and acknowledging what is queued.");
-        self.intake.cancel();
+        let threads = self.store_threads.take();
         let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
-            for task in self.feed_tasks.drain(..) {
-                let _ = task.await;
-            }
-            if let Some(thread) = self.commit_thread.take() {
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            }
-            if let Some((thread, stop)) = self.checkpointer.take() {
-                stop.cancel();
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            }
-            for (poll, ack) in self.connections.drain(..) {
-                let _ = ack.await;
-                let _ = poll.await;
+            // The feed tasks end, so the commit thread commits the rest, acks it and ends,
+            // which lets each connection send its last acks and disconnect.
+            self.ingest.stop(DRAIN_DEADLINE).await;
+            if let Some(t) = threads {
+                let _ = tokio::task::spawn_blocking(move || t.commits.join()).await;
+                t.stop_checkpoints.cancel();
+                let _ = tokio::task::spawn_blocking(move || t.checkpoints.join()).await;
             }
         })
         .await;
         if drained.is_err() {
             warn!(deadline = ?DRAIN_DEADLINE, "Drain deadline passed; unacknowledged messages stay with the broker and will be redelivered.");
         }
-        self.alerts_stop.cancel();
-        for task in self.alert_tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-        // The forwarder and simulator stop on the intake token; give them a moment, then go.
-        for mut task in self.background.drain(..) {
-            if tokio::time::timeout(Duration::from_secs(2), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-        }
-        self.api_stop.cancel();
-        let _ = self.api_task.await;
+        self.alerts.stop(ALERTS_DEADLINE).await;
+        self.background.stop(BACKGROUND_DEADLINE).await;
+        self.api.stop(Duration::from_secs(30)).await;
         info!("Stopped.");
         Ok(())
     }
+}
+
+/// Connect every feed and start its decode task, all on `ingest`.
+fn start_feeds(config: &Config, ingest: &Stage) -> anyhow::Result<Feeds> {
+    let (store_tx, queue) = mpsc::channel(config.store.queue_capacity);
+    let (mut stats, mut links) = (Vec::new(), Vec::new());
+    for (index, feed) in config.feeds.iter().enumerate() {
+        let feed_stats = FeedStats::new(FeedId::new(&feed.name));
+        let (tx, rx) = mpsc::channel(config.ingest.feed_queue_capacity);
+        let acks = source::connect(
+            feed,
+            tx,
+            Arc::clone(&feed_stats),
+            &ingest.tasks,
+            ingest.stop.clone(),
+        )?;
+        let stage = pipeline::FeedStage {
+            decoder: feed.decoder(),
+            normaliser: config.normaliser(feed),
+            limits: config.ingest.clone(),
+            stats: Arc::clone(&feed_stats),
+        };
+        let store_tx = store_tx.clone();
+        ingest.spawn(pipeline::run_feed(
+            index,
+            stage,
+            rx,
+            store_tx,
+            ingest.stop.clone(),
+        ));
+        links.push(FeedLink::new(acks, Arc::clone(&feed_stats)));
+        stats.push(feed_stats);
+    }
+    Ok(Feeds {
+        stats,
+        links,
+        queue,
+    })
+}
+
+/// Start the alert system on `stage` when alerts are enabled.
+async fn start_alerts(
+    config: &Config,
+    store: &Store,
+    feeds: &[Arc<FeedStats>],
+    api_addr: SocketAddr,
+    stage: &Stage,
+) -> anyhow::Result<Option<alert::Alerts>> {
+    if !config.alerts.enabled {
+        return Ok(None);
+    }
+    let watched = alert::Watched {
+        feeds: config
+            .feeds
+            .iter()
+            .map(|f| f.city)
+            .zip(feeds.iter().cloned())
+            .collect(),
+        flood_levels: (config.devices.iter())
+            .filter(|d| !d.flood_levels.is_empty())
+            .map(|d| (d.id.clone(), d.flood_levels.clone()))
+            .collect(),
+    };
+    let alerts = alert::start(
+        &config.alerts,
+        watched,
+        store.clone(),
+        format!("http://{api_addr}"),
+        &stage.tasks,
+        stage.stop.clone(),
+    )
+    .await?;
+    Ok(Some(alerts))
+}
+
+/// The commit thread (batches from the feeds' queue, acks, the alert hand-off) and the WAL
+/// checkpointer.
+fn start_store_threads(
+    config: &Config,
+    store: &Store,
+    feeds: Feeds,
+    alerts: Option<alert::AlertHandOff>,
+) -> anyhow::Result<StoreThreads> {
+    let writer = store.writer().context("opening the store writer")?;
+    let stop_checkpoints = CancellationToken::new();
+    let checkpoints = store.checkpointer(Duration::from_secs(1), stop_checkpoints.clone())?;
+    let batching = pipeline::Batching {
+        max_messages: config.store.batch_max_messages,
+        linger: config.store.commit_linger,
+    };
+    let Feeds { links, queue, .. } = feeds;
+    let commits = std::thread::Builder::new()
+        .name("store-commit".into())
+        .spawn(move || pipeline::run_commits(writer, queue, links, batching, alerts))?;
+    Ok(StoreThreads {
+        commits,
+        checkpoints,
+        stop_checkpoints,
+    })
+}
+
+/// The statistics tick, the InfluxDB forwarder and the simulator, when enabled, on `stage`.
+fn start_background(
+    config: &Config,
+    store: &Store,
+    feeds: &[Arc<FeedStats>],
+    stage: &Stage,
+) -> Arc<ForwardStats> {
+    stage.spawn(tick_stats(feeds.to_vec(), stage.stop.clone()));
+    let forward_stats = Arc::new(ForwardStats::default());
+    if config.influx.enabled {
+        stage.spawn(influx::run(
+            config.influx.clone(),
+            store.clone(),
+            Arc::clone(&forward_stats),
+            feeds.to_vec(),
+            stage.stop.clone(),
+        ));
+    }
+    if config.simulator.enabled {
+        let (sim, devices, stop) = (
+            config.simulator.clone(),
+            config.devices.clone(),
+            stage.stop.clone(),
+        );
+        stage.spawn(async move {
+            if let Err(e) = simulate::run(sim, devices, stop).await {
+                warn!(error = %e, "Simulator stopped.");
+            }
+        });
+    }
+    forward_stats
 }
 
 async fn tick_stats(feeds: Vec<Arc<FeedStats>>, cancel: CancellationToken) {

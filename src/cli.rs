@@ -10,9 +10,7 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 use crate::{
     app::{App, shutdown_signal},
     config::{Config, LogFormat},
-    decode::Decoder,
     devtools::simulate,
-    normalise::Normaliser,
     pipeline,
 };
 
@@ -95,8 +93,8 @@ pub fn try_mapping(
     });
     let now = Timestamp::now();
     let result = pipeline::process(
-        &Decoder::for_feed(feed),
-        &Normaliser::new(feed, config),
+        &feed.decoder(),
+        &config.normaliser(feed),
         &config.ingest,
         &topic,
         &payload.into(),
@@ -128,7 +126,7 @@ pub fn try_mapping(
 pub fn simulate(mut config: Config, broker: Option<String>) -> anyhow::Result<ExitCode> {
     init_logging(&config);
     if let Some(b) = broker {
-        crate::config::parse_broker_url(&b).map_err(anyhow::Error::msg)?;
+        crate::source::parse_broker_url(&b).map_err(anyhow::Error::msg)?;
         config.simulator.broker = b;
     }
     runtime()?.block_on(async {

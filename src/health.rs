@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::config::IngestConfig;
+use crate::pipeline::IngestConfig;
 use crate::stats::FeedSnapshot;
 use crate::store::DeviceRow;
 

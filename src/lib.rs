@@ -19,7 +19,8 @@
 //! ```
 //!
 //! Modules in data-flow order:
-//! - [`config`]: configuration, validated all at once.
+//! - [`config`]: loads, merges and validates the configuration, every problem at once; each
+//!   component's own config type lives beside it, their shared leaf types in [`settings`].
 //! - [`model`]: the stage-boundary types.
 //! - [`source`]: MQTT connections, manual acks.
 //! - [`decode`]: vendor formats → observations.
@@ -40,6 +41,7 @@
 
 pub mod config;
 pub mod model;
+pub mod settings;
 
 pub mod source;
 

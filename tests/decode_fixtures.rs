@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use ioc_aggregator::{config::Config, decode::Decoder, normalise::Normaliser, pipeline};
+use ioc_aggregator::{config::Config, pipeline};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -37,8 +37,8 @@ fn run_case(dir: &Path) -> Result<(), String> {
         .map_err(|_| "no payload.json or payload.bin".to_owned())?;
     let now: Timestamp = NOW.parse().unwrap();
     let result = pipeline::process(
-        &Decoder::for_feed(feed),
-        &Normaliser::new(feed, &config),
+        &feed.decoder(),
+        &config.normaliser(feed),
         &config.ingest,
         topic,
         &payload.into(),

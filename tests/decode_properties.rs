@@ -10,9 +10,8 @@
 
 use ioc_aggregator::{
     config::Config,
-    decode::Decoder,
     model::{Normalised, Rejection},
-    normalise::{Normaliser, catalog, valid_device_id},
+    normalise::{catalog, valid_device_id},
     pipeline,
 };
 use jiff::Timestamp;
@@ -139,8 +138,8 @@ fn process(format: Format, payload: &[u8]) -> Result<Normalised, Rejection> {
     let feed = config.feeds.iter().find(|f| f.name == feed_name).unwrap();
     let now: Timestamp = NOW.parse().unwrap();
     pipeline::process(
-        &Decoder::for_feed(feed),
-        &Normaliser::new(feed, &config),
+        &feed.decoder(),
+        &config.normaliser(feed),
         &config.ingest,
         topic,
         &payload.to_vec().into(),

@@ -1,12 +1,15 @@
 //! Alert rules and webhook receivers as configured, validated into `Rule`s.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigProblem, Secret};
 use crate::model::{City, Domain};
 use crate::normalise::catalog;
+use crate::settings::{Problems, Secret};
 
 /// How serious an alert is, as its rule says (`warning` when it does not). Ordered `Info` <
 /// `Warning` < `Critical`, and spelt in lower case everywhere outside the code.
@@ -38,8 +41,13 @@ pub struct AlertsConfig {
     /// How often time-driven rules (staleness, feed down, VN_AQI) are evaluated.
     #[serde(with = "humantime_serde")]
     pub evaluation_interval: Duration,
-    pub rules: Vec<RuleConfig>,
+    /// The rules as written (`[[alerts.rules]]`).
+    #[serde(rename = "rules")]
+    pub written: Vec<RuleConfig>,
     pub receivers: Vec<ReceiverConfig>,
+    /// The rules parsed from `written` by `validate`.
+    #[serde(skip)]
+    rules: Vec<Rule>,
 }
 
 impl Default for AlertsConfig {
@@ -47,8 +55,9 @@ impl Default for AlertsConfig {
         AlertsConfig {
             enabled: true,
             evaluation_interval: Duration::from_secs(10),
-            rules: Vec::new(),
+            written: Vec::new(),
             receivers: Vec::new(),
+            rules: Vec::new(),
         }
     }
 }
@@ -197,153 +206,174 @@ impl Rule {
 }
 
 impl AlertsConfig {
-    /// Validate every rule and receiver, recording problems with their key paths.
-    pub fn rules(&self, problems: &mut Vec<ConfigProblem>) -> Vec<Rule> {
-        let mut names = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for (i, r) in self.rules.iter().enumerate() {
-            let mut problem = |key: &str, message: String| {
-                problems.push(ConfigProblem {
-                    path: format!("alerts.rules[{i}].{key}"),
-                    message,
-                })
-            };
-            if !names.insert(r.name.clone()) {
-                problem("name", format!("duplicate rule name {:?}", r.name));
-            }
-            let metric = match &r.metric {
-                Some(m) => match catalog::lookup(m) {
-                    Some(spec) => Some(spec.name),
-                    None => {
-                        problem("metric", format!("unknown metric {m:?}"));
-                        None
-                    }
-                },
-                None => None,
-            };
-            let mut need = |key: &str, present: bool| {
-                if !present {
-                    problem(key, format!("required for kind = {:?}", r.kind));
-                }
-            };
-            let condition = match r.kind.as_str() {
-                "threshold" => {
-                    need("metric", r.metric.is_some());
-                    need("above", r.above.is_some() || r.below.is_some());
-                    let clear = r.clear.or(r.above).or(r.below).unwrap_or_default();
-                    if let (Some(a), Some(c)) = (r.above, r.clear)
-                        && c > a
-                    {
-                        problem(
-                            "clear",
-                            format!("must not be above `above` ({a}) for a rising threshold"),
-                        );
-                    }
-                    if let (Some(b), Some(c)) = (r.below, r.clear)
-                        && c < b
-                    {
-                        problem(
-                            "clear",
-                            format!("must not be below `below` ({b}) for a falling threshold"),
-                        );
-                    }
-                    Some(Condition::Threshold {
-                        above: r.above,
-                        below: r.below,
-                        clear,
-                        hold: r.for_.unwrap_or_default(),
-                    })
-                }
-                "rate_of_change" => {
-                    need("metric", r.metric.is_some());
-                    need("change", r.change.is_some_and(|c| c != 0.0));
-                    need("window", r.window.is_some_and(|w| !w.is_zero()));
-                    Some(Condition::RateOfChange {
-                        change: r.change.unwrap_or(1.0),
-                        window: r.window.unwrap_or(Duration::from_secs(3600)),
-                    })
-                }
-                "staleness" => {
-                    need("after", r.after.is_some_and(|a| !a.is_zero()));
-                    Some(Condition::Staleness {
-                        after: r.after.unwrap_or_default(),
-                    })
-                }
-                "aqi_category" => {
-                    need("aqi_at_least", r.aqi_at_least.is_some());
-                    Some(Condition::Aqi {
-                        at_least: r.aqi_at_least.unwrap_or(151),
-                    })
-                }
-                "flood_level" => {
-                    if !matches!(r.level, Some(1..=3)) {
-                        problem("level", "must be 1, 2 or 3 (BĐ1–BĐ3)".into());
-                    }
-                    Some(Condition::FloodLevel {
-                        level: r.level.unwrap_or(1),
-                        clear_margin: r.clear_margin.unwrap_or(0.1),
-                    })
-                }
-                "feed_down" => {
-                    need("after", r.after.is_some_and(|a| !a.is_zero()));
-                    Some(Condition::FeedDown {
-                        after: r.after.unwrap_or_default(),
-                    })
-                }
-                other => {
-                    problem(
-                        "kind",
-                        format!(
-                            "unknown kind {other:?} (threshold, rate_of_change, staleness, aqi_category, flood_level, feed_down)"
-                        ),
-                    );
-                    None
-                }
-            };
-            if let Some(condition) = condition {
-                out.push(Rule {
-                    name: r.name.clone(),
-                    severity: r.severity,
-                    city: r.city,
-                    domain: r.domain,
-                    device: r.device.clone(),
-                    metric,
-                    condition,
-                    labels: r.labels.clone(),
-                    summary: r.summary.clone(),
-                });
-            }
-        }
-        let mut receivers = std::collections::HashSet::new();
+    /// The validated rules (parsed by [`AlertsConfig::validate`], which loading the config
+    /// runs once).
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Parse every rule and check every receiver, recording problems with their key paths;
+    /// the rules that parse are kept for [`AlertsConfig::rules`].
+    pub fn validate(&mut self, problems: &mut Problems) {
+        let mut names = HashSet::new();
+        self.rules = (self.written.iter().enumerate())
+            .filter_map(|(i, r)| {
+                let at = format!("alerts.rules[{i}]");
+                problems.check(
+                    names.insert(r.name.clone()),
+                    format!("{at}.name"),
+                    format!("duplicate rule name {:?}", r.name),
+                );
+                r.parse(&at, problems)
+            })
+            .collect();
+        let mut receivers = HashSet::new();
         for (i, rc) in self.receivers.iter().enumerate() {
-            let at = |k: &str| format!("alerts.receivers[{i}].{k}");
-            if !receivers.insert(rc.name.clone()) {
-                problems.push(ConfigProblem {
-                    path: at("name"),
-                    message: format!("duplicate receiver {:?}", rc.name),
-                });
+            let at = format!("alerts.receivers[{i}]");
+            problems.check(
+                receivers.insert(rc.name.clone()),
+                format!("{at}.name"),
+                format!("duplicate receiver {:?}", rc.name),
+            );
+            rc.validate(&at, &self.written, problems);
+        }
+    }
+}
+
+impl RuleConfig {
+    /// The rule this entry (at key path `at`) describes, or `None` when its kind is unknown;
+    /// every problem is recorded.
+    fn parse(&self, at: &str, problems: &mut Problems) -> Option<Rule> {
+        let metric = self.metric.as_ref().and_then(|m| {
+            let spec = catalog::lookup(m);
+            problems.check(
+                spec.is_some(),
+                format!("{at}.metric"),
+                format!("unknown metric {m:?}"),
+            );
+            spec.map(|s| s.name)
+        });
+        let condition = self.condition(at, problems)?;
+        Some(Rule {
+            name: self.name.clone(),
+            severity: self.severity,
+            city: self.city,
+            domain: self.domain,
+            device: self.device.clone(),
+            metric,
+            condition,
+            labels: self.labels.clone(),
+            summary: self.summary.clone(),
+        })
+    }
+
+    /// The condition of this rule's kind, recording each field the kind needs and lacks.
+    fn condition(&self, at: &str, problems: &mut Problems) -> Option<Condition> {
+        let mut need = |key: &str, present: bool| {
+            problems.check(
+                present,
+                format!("{at}.{key}"),
+                format!("required for kind = {:?}", self.kind),
+            )
+        };
+        let nonzero = |d: Option<Duration>| d.is_some_and(|d| !d.is_zero());
+        Some(match self.kind.as_str() {
+            "threshold" => {
+                need("metric", self.metric.is_some());
+                need("above", self.above.is_some() || self.below.is_some());
+                return Some(self.threshold(at, problems));
             }
-            if !url::Url::parse(&rc.url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
-                problems.push(ConfigProblem {
-                    path: at("url"),
-                    message: format!("{:?} is not an http(s) URL", rc.url),
-                });
-            }
-            if rc.max_attempts == 0 {
-                problems.push(ConfigProblem {
-                    path: at("max_attempts"),
-                    message: "must be at least 1".into(),
-                });
-            }
-            for rule in &rc.rules {
-                if !self.rules.iter().any(|r| &r.name == rule) {
-                    problems.push(ConfigProblem {
-                        path: at("rules"),
-                        message: format!("no rule named {rule:?}"),
-                    });
+            "rate_of_change" => {
+                need("metric", self.metric.is_some());
+                need("change", self.change.is_some_and(|c| c != 0.0));
+                need("window", nonzero(self.window));
+                Condition::RateOfChange {
+                    change: self.change.unwrap_or(1.0),
+                    window: self.window.unwrap_or(Duration::from_secs(3600)),
                 }
             }
+            "staleness" => {
+                need("after", nonzero(self.after));
+                Condition::Staleness {
+                    after: self.after.unwrap_or_default(),
+                }
+            }
+            "aqi_category" => {
+                need("aqi_at_least", self.aqi_at_least.is_some());
+                Condition::Aqi {
+                    at_least: self.aqi_at_least.unwrap_or(151),
+                }
+            }
+            "flood_level" => {
+                problems.check(
+                    matches!(self.level, Some(1..=3)),
+                    format!("{at}.level"),
+                    "must be 1, 2 or 3 (BĐ1–BĐ3)",
+                );
+                Condition::FloodLevel {
+                    level: self.level.unwrap_or(1),
+                    clear_margin: self.clear_margin.unwrap_or(0.1),
+                }
+            }
+            "feed_down" => {
+                need("after", nonzero(self.after));
+                Condition::FeedDown {
+                    after: self.after.unwrap_or_default(),
+                }
+            }
+            other => {
+                problems.add(
+                    format!("{at}.kind"),
+                    format!(
+                        "unknown kind {other:?} (threshold, rate_of_change, staleness, aqi_category, flood_level, feed_down)"
+                    ),
+                );
+                return None;
+            }
+        })
+    }
+
+    /// A threshold with its hysteresis: the clear level must not lie past the threshold.
+    fn threshold(&self, at: &str, problems: &mut Problems) -> Condition {
+        if let (Some(a), Some(c)) = (self.above, self.clear) {
+            problems.check(
+                c <= a,
+                format!("{at}.clear"),
+                format!("must not be above `above` ({a}) for a rising threshold"),
+            );
         }
-        out
+        if let (Some(b), Some(c)) = (self.below, self.clear) {
+            problems.check(
+                c >= b,
+                format!("{at}.clear"),
+                format!("must not be below `below` ({b}) for a falling threshold"),
+            );
+        }
+        Condition::Threshold {
+            above: self.above,
+            below: self.below,
+            clear: self.clear.or(self.above).or(self.below).unwrap_or_default(),
+            hold: self.for_.unwrap_or_default(),
+        }
+    }
+}
+
+impl ReceiverConfig {
+    /// Record every problem of this receiver (at key path `at`); `rules` are the rules as
+    /// written, which its rule filter must name.
+    fn validate(&self, at: &str, rules: &[RuleConfig], problems: &mut Problems) {
+        problems.check(
+            url::Url::parse(&self.url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+            format!("{at}.url"),
+            format!("{:?} is not an http(s) URL", self.url),
+        );
+        problems.at_least_one(self.max_attempts as usize, &format!("{at}.max_attempts"));
+        for rule in &self.rules {
+            problems.check(
+                rules.iter().any(|r| &r.name == rule),
+                format!("{at}.rules"),
+                format!("no rule named {rule:?}"),
+            );
+        }
     }
 }

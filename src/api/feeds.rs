@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use super::{ApiState, error::ApiResult};
 use crate::{
-    config::FeedConfig,
     health::{FeedHealth, feed_health, silence_threshold},
     influx::ForwardSnapshot,
     model::City,
+    source::FeedConfig,
     stats::FeedSnapshot,
     store::FeedCounters,
 };

@@ -4,6 +4,7 @@
 mod aggregates;
 mod alerts;
 mod aqi;
+mod config;
 mod devices;
 pub mod error;
 mod feeds;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
 use crate::{config::Config, influx::ForwardStats, stats::FeedStats, store::Store};
+pub use config::ApiConfig;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Debug, Clone)]

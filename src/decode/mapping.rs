@@ -2,11 +2,151 @@
 //! time, status, position and each metric, so a new vendor is onboarded without code.
 
 use jiff::{Timestamp, tz};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{DecodeError, from_epoch_seconds, parse_json, parse_time, topic_level};
-use crate::config::{JsonMapping, TimestampFormat};
-use crate::model::{Location, Observation, ObservedValue};
+use crate::model::{Domain, Location, Observation, ObservedValue};
+use crate::normalise::{catalog, units::Vocabulary};
+use crate::settings::Problems;
+
+/// How timestamps are written in a mapped JSON payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// RFC 3339 / ISO 8601 with an offset (`2026-11-22T01:05:00Z`).
+    Rfc3339,
+    /// Seconds since the Unix epoch.
+    Unix,
+    /// Milliseconds since the Unix epoch.
+    UnixMs,
+    /// Naive local time `YYYY-MM-DD HH:MM:SS` (or with `T`) in the feed's `utc_offset_hours`.
+    Local,
+}
+
+/// Telegraf json_v2-style mapping for onboarding a vendor without code. Pointers are RFC 6901
+/// JSON pointers, relative to each record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonMapping {
+    /// Pointer to an array of records; absent: the payload is one record, or a top-level array
+    /// of records.
+    #[serde(default)]
+    pub records: Option<String>,
+    /// Pointer to the device id in a record.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Take the device id from this topic level instead (0-based), e.g. 2 for `v/x/{device}`.
+    #[serde(default)]
+    pub device_id_topic_level: Option<usize>,
+    /// Pointer to the observation time; absent: the time the message was received.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    #[serde(default = "default_timestamp_format")]
+    pub timestamp_format: TimestampFormat,
+    /// Domain of every device of this feed.
+    pub domain: Domain,
+    /// Pointer to a status string (`measuring` / `calibrating` / `fault`).
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub latitude: Option<String>,
+    #[serde(default)]
+    pub longitude: Option<String>,
+    pub metrics: Vec<MetricMapping>,
+}
+
+fn default_timestamp_format() -> TimestampFormat {
+    TimestampFormat::Rfc3339
+}
+
+/// One metric of a JSON mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricMapping {
+    /// Pointer to the value within a record.
+    pub pointer: String,
+    /// Canonical metric name (see the README's metric table) or a known vendor alias.
+    pub metric: String,
+    /// Unit of the value as sent (`ug/m3`, `mg/m3`, `ppm`, `cm`, `F`, ...).
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// When true, a record without this value is fine; otherwise the message is rejected.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl JsonMapping {
+    /// Record every problem of this mapping (`at` is its key path, `feeds[i].mapping`): pointers
+    /// that are not JSON pointers, no device id, no metric, an unknown metric, a missing or
+    /// unknown unit.
+    pub fn validate(&self, at: &str, problems: &mut Problems) {
+        let m = self;
+        let mut problem = |path: String, message: String| problems.add(path, message);
+        let pointers = [
+            ("records", &m.records),
+            ("device_id", &m.device_id),
+            ("timestamp", &m.timestamp),
+            ("status", &m.status),
+            ("latitude", &m.latitude),
+            ("longitude", &m.longitude),
+        ];
+        for (key, p) in pointers {
+            if let Some(p) = p
+                && !p.is_empty()
+                && !p.starts_with('/')
+            {
+                problem(
+                    format!("{at}.{key}"),
+                    format!("{p:?} is not a JSON pointer (must start with '/')"),
+                );
+            }
+        }
+        if m.device_id.is_none() && m.device_id_topic_level.is_none() {
+            problem(
+                format!("{at}.device_id"),
+                "set device_id (a JSON pointer) or device_id_topic_level".into(),
+            );
+        }
+        if m.metrics.is_empty() {
+            problem(
+                format!("{at}.metrics"),
+                "at least one metric is required".into(),
+            );
+        }
+        for (j, mm) in m.metrics.iter().enumerate() {
+            if !mm.pointer.starts_with('/') {
+                problem(
+                    format!("{at}.metrics[{j}].pointer"),
+                    format!(
+                        "{:?} is not a JSON pointer (must start with '/')",
+                        mm.pointer
+                    ),
+                );
+            }
+            match (catalog::lookup(&mm.metric), &mm.unit) {
+                (None, _) => problem(
+                    format!("{at}.metrics[{j}].metric"),
+                    format!("unknown metric {:?}", mm.metric),
+                ),
+                // A bare number is read in no unit: the mapping says which.
+                (Some(spec), None) if !spec.unitless() => problem(
+                    format!("{at}.metrics[{j}].unit"),
+                    format!(
+                        "required for {} (canonical unit {}): the unit the vendor's values are in",
+                        spec.name, spec.unit
+                    ),
+                ),
+                (Some(spec), Some(unit)) => {
+                    if let Err(e) = spec.convert(1.0, unit, Vocabulary::Plain) {
+                        problem(format!("{at}.metrics[{j}].unit"), e.to_string());
+                    }
+                }
+                (Some(_), None) => {}
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct JsonMappingDecoder {

@@ -12,14 +12,27 @@ use std::fmt;
 use jiff::{Timestamp, civil, tz};
 use serde::{Deserialize, de};
 
-use crate::config::{FeedConfig, FeedFormat};
 use crate::model::{Decoded, ObservedValue, RejectReason, Rejection};
 use crate::normalise::units::Vocabulary;
 
-pub use mapping::JsonMappingDecoder;
+pub use mapping::{JsonMapping, JsonMappingDecoder, MetricMapping, TimestampFormat};
 pub use ngsi_ld::NgsiLdDecoder;
 pub use senml::SenMlDecoder;
 pub use thai_nguyen::ThaiNguyenDecoder;
+
+/// Payload format of a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeedFormat {
+    /// Thái Nguyên provincial IOC vendor JSON (tagged values, naive local time).
+    ThaiNguyenJson,
+    /// SenML, RFC 8428 (Sông Công).
+    Senml,
+    /// FIWARE NGSI-LD Smart Data Models (Phổ Yên).
+    NgsiLd,
+    /// Config-driven JSON mapping (`[feeds.mapping]`).
+    Json,
+}
 
 /// The decoder of one feed (a closed set: one variant per supported format).
 #[derive(Debug, Clone)]
@@ -31,9 +44,11 @@ pub enum Decoder {
 }
 
 impl Decoder {
-    pub fn for_feed(feed: &FeedConfig) -> Decoder {
-        let offset = tz::Offset::constant(feed.utc_offset_hours);
-        match (feed.format, &feed.mapping) {
+    /// The decoder of `format`; `mapping` is the `json` format's (validation requires one), and
+    /// `utc_offset_hours` the offset of naive vendor timestamps.
+    pub fn new(format: FeedFormat, mapping: Option<&JsonMapping>, utc_offset_hours: i8) -> Decoder {
+        let offset = tz::Offset::constant(utc_offset_hours);
+        match (format, mapping) {
             (FeedFormat::ThaiNguyenJson, _) => Decoder::ThaiNguyen(ThaiNguyenDecoder { offset }),
             (FeedFormat::Senml, _) => Decoder::SenMl(SenMlDecoder),
             (FeedFormat::NgsiLd, _) => Decoder::NgsiLd(NgsiLdDecoder { offset }),

@@ -5,7 +5,25 @@
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use serde::Deserialize;
 use tracing::{error, info};
+
+/// The embedded MQTT broker for the zero-setup default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedBrokerConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        EmbeddedBrokerConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+        }
+    }
+}
 
 /// Start the broker on its own threads (rumqttd runs its own runtime and has no shutdown API; it
 /// ends with the process). Returns once the listener accepts connections.

@@ -17,9 +17,10 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Request};
 use serde_json::json;
 
 use crate::{
-    config::{DeviceConfig, parse_broker_url},
     devtools::simulate::formats,
     model::{City, Domain},
+    normalise::DeviceConfig,
+    source::parse_broker_url,
 };
 
 /// The six VN_AQI pollutants, then weather, up to `readings` metrics per message.

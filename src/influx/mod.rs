@@ -10,6 +10,7 @@
 //! written. `Retry-After` cannot be honoured: `influxdb2`'s errors carry status and body but no
 //! headers, so 429/503 use the same capped backoff.
 
+mod config;
 pub mod line;
 
 use std::{
@@ -30,10 +31,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::model::RejectReason;
 use crate::{
-    config::InfluxConfig,
     stats::FeedStats,
     store::{LogEntry, Store},
 };
+pub use config::InfluxConfig;
 
 /// Name of the forwarder's cursor in the store.
 pub const CURSOR: &str = "influx";

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, sync::LazyLock};
 
-use super::units::Dim;
+use super::units::{Dim, MOLAR_VOLUME, Scale, UnitError, Vocabulary};
 use crate::model::Domain;
 
 /// A canonical metric.
@@ -52,6 +52,52 @@ pub const POWER_STATES: &[(&str, f64)] = &[
 ];
 
 impl MetricSpec {
+    /// Convert `value`, given in `unit` of `vocabulary`, to this metric's canonical unit. `unit` is
+    /// the payload's unit, or the data model's default where the format has one; `None` means the
+    /// value is a bare number, which only metrics without a unit take (see `MetricSpec::unitless`).
+    pub fn convert(
+        &self,
+        value: f64,
+        unit: &str,
+        vocabulary: Vocabulary,
+    ) -> Result<f64, UnitError> {
+        let spec = self;
+        let Some(u) = vocabulary.lookup(unit) else {
+            return Err(UnitError::Unknown {
+                unit: unit.to_owned(),
+                metric: spec.name,
+                canonical: spec.unit,
+            });
+        };
+        let mismatch = || UnitError::Mismatch {
+            unit: unit.to_owned(),
+            prefix: u.prefix,
+            name: u.name,
+            metric: spec.name,
+            canonical: spec.unit,
+        };
+        let factor = match u.scale {
+            Scale::Factor(f) => f,
+            Scale::Fahrenheit if spec.dim == Temperature => return Ok((value - 32.0) * 5.0 / 9.0),
+            Scale::Kelvin if spec.dim == Temperature => return Ok(value - 273.15),
+            _ => return Err(mismatch()),
+        };
+        match (spec.dim, u.dim) {
+            (Other | Latitude | Longitude, _) | (_, Other | Latitude | Longitude) => {
+                Err(mismatch())
+            }
+            (a, b) if a == b => Ok(value * factor / spec.factor),
+            (MassConcentration, MixingRatio) => match spec.molar_mass {
+                Some(mm) => Ok(value * factor * mm / MOLAR_VOLUME * 1000.0),
+                None => Err(mismatch()),
+            },
+            // "1" (UN/CEFACT C62) for a percentage: a 0–1 fraction (Smart Data Models convention).
+            (Ratio, Dimensionless) => Ok(value * factor * 100.0),
+            (Count | State | Ph | Dimensionless, Dimensionless) => Ok(value * factor),
+            _ => Err(mismatch()),
+        }
+    }
+
     /// Whether a bare number is already in the canonical unit: counts, states, pH and ratios
     /// of one. Every other metric needs a unit.
     pub fn unitless(&self) -> bool {

@@ -8,19 +8,20 @@
 //! rejected with `invalid_value` or `unknown_unit`.
 
 pub mod catalog;
+mod devices;
 pub mod units;
 pub mod vocabulary;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use jiff::Timestamp;
 
-use crate::config::{Config, FeedConfig};
 use crate::model::{
     City, Decoded, Domain, FeedId, Location, Normalised, Observation, ObservedValue, Reading,
     RejectReason, Rejection,
 };
 use catalog::{Kind, MetricSpec};
+pub use devices::DeviceConfig;
 use units::Vocabulary;
 
 /// Longest device id, in bytes.
@@ -56,9 +57,17 @@ pub struct Normaliser {
 }
 
 impl Normaliser {
-    pub fn new(feed: &FeedConfig, config: &Config) -> Normaliser {
-        let devices = config
-            .devices
+    /// The normaliser of feed `feed` of `city`: devices of the catalogue get its domain,
+    /// position and bands; readings further than `max_future_skew` ahead or older than
+    /// `retention` are rejected.
+    pub fn new(
+        city: City,
+        feed: FeedId,
+        devices: &[DeviceConfig],
+        max_future_skew: Duration,
+        retention: Duration,
+    ) -> Normaliser {
+        let devices = devices
             .iter()
             .map(|d| {
                 let location = Location {
@@ -83,11 +92,11 @@ impl Normaliser {
             })
             .collect();
         Normaliser {
-            city: feed.city,
-            feed: FeedId::new(&feed.name),
+            city,
+            feed,
             devices: Arc::new(devices),
-            max_future_skew_ms: config.ingest.max_future_skew.as_millis() as i64,
-            retention_ms: config.store.retention.as_millis() as i64,
+            max_future_skew_ms: max_future_skew.as_millis() as i64,
+            retention_ms: retention.as_millis() as i64,
         }
     }
 
@@ -299,7 +308,8 @@ fn value(
         return Err(invalid(format!("value {v} is not a finite number")));
     }
     let converted = match o.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-        Some(unit) => units::convert(spec, v, unit, vocabulary)
+        Some(unit) => spec
+            .convert(v, unit, vocabulary)
             .map_err(|e| (RejectReason::UnknownUnit, e.to_string()))?,
         None if spec.unitless() => v,
         None => {
@@ -442,11 +452,12 @@ fn domain_from_hint(hint: &str) -> Option<Domain> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::model::Status;
 
     fn normaliser() -> Normaliser {
         let config = Config::from_toml_str(crate::config::DEFAULT_TOML).unwrap();
-        Normaliser::new(&config.feeds[0], &config)
+        config.normaliser(&config.feeds[0])
     }
 
     fn obs(
@@ -643,7 +654,7 @@ mod tests {
             .find(|d| !d.ranges.is_empty())
             .unwrap();
         let feed = config.feeds.iter().find(|f| f.city == gauge.city).unwrap();
-        let n = Normaliser::new(feed, &config);
+        let n = config.normaliser(feed);
         let level = |v| {
             n.normalise(
                 vec![obs(&gauge.id, "level", num(v), Some("m"), T)].into(),

@@ -11,8 +11,6 @@ use std::sync::LazyLock;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::catalog::MetricSpec;
-
 /// Physical dimension of a unit. Values convert only within a dimension (plus gas mixing
 /// ratios to mass concentrations, and fractions to percentages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -507,7 +505,7 @@ static UN_CEFACT: LazyLock<HashMap<&'static str, Unit>> = LazyLock::new(|| table
 static PLAIN: LazyLock<HashMap<&'static str, Unit>> = LazyLock::new(|| table(PLAIN_UNITS));
 
 /// Molar volume of an ideal gas at 25 °C and 1 atm, L/mol.
-const MOLAR_VOLUME: f64 = 24.45;
+pub(super) const MOLAR_VOLUME: f64 = 24.45;
 
 /// Why a value's unit cannot be taken.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -530,56 +528,13 @@ pub enum UnitError {
     },
 }
 
-/// Convert `value`, given in `unit` of `vocabulary`, to `spec`'s canonical unit. `unit` is
-/// the payload's unit, or the data model's default where the format has one; `None` means the
-/// value is a bare number, which only metrics without a unit take (see `MetricSpec::unitless`).
-pub fn convert(
-    spec: &MetricSpec,
-    value: f64,
-    unit: &str,
-    vocabulary: Vocabulary,
-) -> Result<f64, UnitError> {
-    let Some(u) = vocabulary.lookup(unit) else {
-        return Err(UnitError::Unknown {
-            unit: unit.to_owned(),
-            metric: spec.name,
-            canonical: spec.unit,
-        });
-    };
-    let mismatch = || UnitError::Mismatch {
-        unit: unit.to_owned(),
-        prefix: u.prefix,
-        name: u.name,
-        metric: spec.name,
-        canonical: spec.unit,
-    };
-    let factor = match u.scale {
-        Scale::Factor(f) => f,
-        Scale::Fahrenheit if spec.dim == Temperature => return Ok((value - 32.0) * 5.0 / 9.0),
-        Scale::Kelvin if spec.dim == Temperature => return Ok(value - 273.15),
-        _ => return Err(mismatch()),
-    };
-    match (spec.dim, u.dim) {
-        (Other | Latitude | Longitude, _) | (_, Other | Latitude | Longitude) => Err(mismatch()),
-        (a, b) if a == b => Ok(value * factor / spec.factor),
-        (MassConcentration, MixingRatio) => match spec.molar_mass {
-            Some(mm) => Ok(value * factor * mm / MOLAR_VOLUME * 1000.0),
-            None => Err(mismatch()),
-        },
-        // "1" (UN/CEFACT C62) for a percentage: a 0–1 fraction (Smart Data Models convention).
-        (Ratio, Dimensionless) => Ok(value * factor * 100.0),
-        (Count | State | Ph | Dimensionless, Dimensionless) => Ok(value * factor),
-        _ => Err(mismatch()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::catalog::lookup;
     use super::*;
 
     fn conv(metric: &str, v: f64, unit: &str, vocabulary: Vocabulary) -> Result<f64, UnitError> {
-        convert(lookup(metric).unwrap(), v, unit, vocabulary)
+        lookup(metric).unwrap().convert(v, unit, vocabulary)
     }
 
     fn close(a: f64, b: f64) -> bool {

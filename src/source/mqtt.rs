@@ -26,11 +26,11 @@ use std::{
 use jiff::Timestamp;
 use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, error, info, warn};
 
+use super::config::{FeedConfig, MqttProtocol, parse_broker_url};
 use super::protocol::{Client, EventLoop, PacketRef, Polled};
-use crate::config::{FeedConfig, MqttProtocol, parse_broker_url};
 use crate::model::{FeedId, RawMessage};
 use crate::stats::FeedStats;
 
@@ -52,15 +52,9 @@ pub struct AckToken {
     packet: PacketRef,
 }
 
-/// Handles of a running feed connection.
-#[derive(Debug)]
-pub struct MqttConnection {
-    /// Where the store writer sends ack tokens after commit (unbounded: the store writer must
-    /// never block on acks; the number outstanding is bounded by the pipeline's queues).
-    pub acks: mpsc::UnboundedSender<AckToken>,
-    pub poll_task: tokio::task::JoinHandle<()>,
-    pub ack_task: tokio::task::JoinHandle<()>,
-}
+/// Where the store writer sends a connection's ack tokens after commit (unbounded: the store
+/// writer must never block on acks; the number outstanding is bounded by the pipeline's queues).
+pub type Acks = mpsc::UnboundedSender<AckToken>;
 
 /// Errors setting a connection up (bad TLS material); runtime errors are retried, not returned.
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +63,16 @@ pub enum SourceError {
     Setup { feed: String, message: String },
 }
 
-/// Start the connection of `feed`; publishes go to `out`. `cancel` stops intake; the
-/// connection then stays up until every ack owed has been sent, and disconnects.
+/// Start the connection of `feed`, its poll and ack tasks on `tasks`; publishes go to `out`.
+/// `cancel` stops intake; the connection then stays up until every ack owed has been sent (the
+/// returned [`Acks`] and its clones are dropped), and disconnects.
 pub fn connect(
     feed: &FeedConfig,
     out: mpsc::Sender<Delivery>,
     stats: Arc<FeedStats>,
+    tasks: &TaskTracker,
     cancel: CancellationToken,
-) -> Result<MqttConnection, SourceError> {
+) -> Result<Acks, SourceError> {
     let (client, eventloop) = client(feed)?;
     let outbox = Arc::new(Mutex::new(Outbox::new(eventloop.writes_acks())));
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -93,13 +89,9 @@ pub fn connect(
         cancel,
         reconnect_max: feed.reconnect_max,
     };
-    let poll_task = tokio::spawn(poll.run());
-    let ack_task = tokio::spawn(ack_loop(client, ack_rx, outbox, stats));
-    Ok(MqttConnection {
-        acks: ack_tx,
-        poll_task,
-        ack_task,
-    })
+    tasks.spawn(poll.run());
+    tasks.spawn(ack_loop(client, ack_rx, outbox, stats));
+    Ok(ack_tx)
 }
 
 fn client(feed: &FeedConfig) -> Result<(Client, EventLoop), SourceError> {

@@ -5,6 +5,7 @@
 //! connections used from `spawn_blocking` by the API.
 
 mod alerts;
+mod config;
 mod hourly;
 mod live;
 mod packed;
@@ -26,12 +27,11 @@ use std::{
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::{
-    config::{DeviceConfig, StoreConfig, Synchronous},
-    model::{RejectReason, Status},
-};
+use crate::model::{RejectReason, Status};
+use crate::normalise::DeviceConfig;
 
 pub use alerts::{AlertFilter, AlertRow, NewAlert, OutboxRow};
+pub use config::{OnConflict, StoreConfig, Synchronous};
 pub use query::{
     AggregateQuery, Bucket, CitySummary, DeviceFilter, DeviceRow, FeedCounters, HourlyMean,
     LatestValue, LogEntry, Point, RejectCount, RejectFilter, RejectRow, StoreStats,

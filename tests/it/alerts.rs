@@ -121,8 +121,9 @@ async fn handle(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> S
     }
 }
 
+/// The `[alerts]` section with `rules` and the receiver, validated as loading a file does.
 fn alerts_config(receiver: &Receiver, rules: &str) -> ioc_aggregator::alert::AlertsConfig {
-    toml::from_str(&format!(
+    let mut alerts: ioc_aggregator::alert::AlertsConfig = toml::from_str(&format!(
         r#"
 enabled = true
 evaluation_interval = "200ms"
@@ -136,7 +137,11 @@ backoff_max = "1s"
 "#,
         receiver.url
     ))
-    .unwrap()
+    .unwrap();
+    let mut problems = ioc_aggregator::settings::Problems::default();
+    alerts.validate(&mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    alerts
 }
 
 const PM25_RULE: &str = r#"

@@ -28,7 +28,7 @@ pub fn test_config(dir: &Path, broker_port: u16, embedded_broker: bool) -> Confi
         Config::from_toml_str(ioc_aggregator::config::DEFAULT_TOML).expect("default config");
     config.api.listen = "127.0.0.1:0".parse().unwrap();
     config.store.path = dir.join("ioc.db");
-    config.store.synchronous = ioc_aggregator::config::Synchronous::Normal;
+    config.store.synchronous = ioc_aggregator::store::Synchronous::Normal;
     config.simulator.enabled = false;
     config.broker.enabled = embedded_broker;
     config.broker.listen = SocketAddr::from(([127, 0, 0, 1], broker_port));

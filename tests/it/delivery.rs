@@ -11,7 +11,7 @@ use crate::common::{
     Aggregator, Mosquitto, TestApp, free_port, process_config, publish_all, test_config, wait_for,
 };
 use crate::tap::MqttTap;
-use ioc_aggregator::config::MqttProtocol;
+use ioc_aggregator::source::MqttProtocol;
 
 const TN: usize = 0;
 const SC: usize = 1;

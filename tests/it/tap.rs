@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
-use ioc_aggregator::config::MqttProtocol;
+use ioc_aggregator::source::MqttProtocol;
 use rumqttc::v5::mqttbytes::{QoS as QoS5, v5 as p5};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

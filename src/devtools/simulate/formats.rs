@@ -7,8 +7,8 @@ use serde::{Serialize, ser::SerializeMap};
 use serde_json::{Value, json};
 
 use super::Sample;
-use crate::config::DeviceConfig;
 use crate::model::{City, Domain};
+use crate::normalise::DeviceConfig;
 
 /// How precisely payloads carry the observation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! its city's own format — Thái Nguyên vendor JSON, Sông Công SenML, Phổ Yên NGSI-LD — plus an
 //! occasional malformed message, so the zero-setup default shows the whole pipeline working.
 
+mod config;
 pub(crate) mod formats;
 mod profiles;
 
@@ -14,8 +15,10 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{DeviceConfig, SimulatorConfig, parse_broker_url};
 use crate::model::{City, Domain};
+use crate::normalise::DeviceConfig;
+use crate::source::parse_broker_url;
+pub use config::SimulatorConfig;
 use profiles::{LocalTime, gaussian};
 
 /// One message ready to publish.
@@ -313,7 +316,7 @@ async fn publish(client: &AsyncClient, messages: Vec<SimMessage>) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::Config, decode::Decoder, normalise::Normaliser, pipeline};
+    use crate::{config::Config, pipeline};
 
     fn config() -> Config {
         Config::from_toml_str(crate::config::DEFAULT_TOML).unwrap()
@@ -333,8 +336,8 @@ mod tests {
                 let device = config.device(&m.device_id).unwrap();
                 let feed = config.feeds.iter().find(|f| f.city == device.city).unwrap();
                 let result = pipeline::process(
-                    &Decoder::for_feed(feed),
-                    &Normaliser::new(feed, &config),
+                    &feed.decoder(),
+                    &config.normaliser(feed),
                     &config.ingest,
                     &m.topic,
                     &m.payload.clone().into(),

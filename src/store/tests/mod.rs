@@ -6,8 +6,8 @@ use bytes::Bytes;
 use jiff::{Timestamp, ToSpan};
 
 use super::*;
-use crate::config::OnConflict;
 use crate::model::{City, Domain, FeedId, Location, Reading, RejectReason, Rejection, Status};
+use crate::store::OnConflict;
 
 mod live;
 mod query;

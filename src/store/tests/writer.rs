@@ -139,7 +139,7 @@ fn the_wal_starts_over_under_continuous_writes() {
 #[tokio::test]
 async fn devices_learn_their_cadence_and_catalogue_wins_for_location() {
     let dir = tempfile::tempdir().unwrap();
-    let catalogue = vec![crate::config::DeviceConfig {
+    let catalogue = vec![crate::normalise::DeviceConfig {
         id: "A".into(),
         city: City::ThaiNguyen,
         domain: Domain::AirQuality,

@@ -41,10 +41,11 @@ use log::{
 use tally::{write_counters, write_rollups};
 use walk::{Effects, Logged, Walk};
 
+use super::{OnConflict, StoreConfig};
 use crate::{
     aqi::Pollutant,
-    config::{DeviceConfig, OnConflict, StoreConfig},
     model::{City, Domain, FeedId, Reading, RejectReason, Rejection, Status},
+    normalise::DeviceConfig,
 };
 
 /// One message as it reaches the store.

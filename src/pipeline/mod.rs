@@ -9,6 +9,8 @@
 //! The commit thread sends an ack only after the transaction holding the message committed, and
 //! in the order messages arrived, which is each feed's receive order.
 
+mod config;
+
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -17,13 +19,14 @@ use metrics::{Histogram, histogram};
 use tokio::sync::mpsc;
 use tracing::{error, trace, warn};
 
-use crate::config::IngestConfig;
+use crate::alert::AlertHandOff;
 use crate::decode::Decoder;
-use crate::model::{Normalised, Reading, RejectReason, Rejection};
+use crate::model::{Normalised, RejectReason, Rejection};
 use crate::normalise::Normaliser;
 use crate::source::{AckToken, Delivery};
 use crate::stats::{FeedStats, names};
 use crate::store::{Content, Envelope, Outcome, Partial, StoreWriter};
+pub use config::IngestConfig;
 
 /// A decoded (or rejected) message waiting for its commit.
 #[derive(Debug)]
@@ -223,26 +226,6 @@ impl IgnoredCounters {
     }
 }
 
-/// The readings of `metrics` a batch stored (duplicates and rejects carry none), moved out of
-/// the batch, for consumers after the commit such as the alert engine.
-pub fn stored_readings(
-    envelopes: Vec<Envelope>,
-    outcomes: &[Outcome],
-    metrics: &[&str],
-) -> Vec<Reading> {
-    envelopes
-        .into_iter()
-        .zip(outcomes)
-        .filter(|(_, o)| matches!(o, Outcome::Stored { .. }))
-        .filter_map(|(e, _)| match e.content {
-            Content::Readings(r) => Some(r),
-            Content::Rejected { .. } => None,
-        })
-        .flatten()
-        .filter(|r| metrics.contains(&r.metric))
-        .collect()
-}
-
 /// Remove the readings at these positions (messages, then readings; ascending) from `batch`:
 /// values a conflict did not keep, which consumers after the commit must not act on.
 fn drop_readings(batch: &mut [Envelope], positions: &[usize]) {
@@ -273,8 +256,8 @@ pub struct Batching {
 }
 
 /// The commit loop, on its own OS thread (SQLite is blocking). Commits what arrives within
-/// `linger` of the first queued message, up to `max_messages` per transaction, then acks. Ends
-/// when every feed task has ended.
+/// `linger` of the first queued message, up to `max_messages` per transaction, then acks and
+/// hands what was stored to `alerts`. Ends when every feed task has ended.
 ///
 /// Why linger: a commit's cost is mostly fixed (it rewrites each index page it touched, one per
 /// active series, and syncs). Committing the moment anything is queued gives tiny, expensive
@@ -284,7 +267,7 @@ pub fn run_commits(
     mut queue: mpsc::Receiver<Pending>,
     feeds: Vec<FeedLink>,
     batching: Batching,
-    on_commit: impl Fn(Vec<Envelope>, &[Outcome]),
+    alerts: Option<AlertHandOff>,
 ) {
     let batch_max = batching.max_messages;
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
@@ -351,9 +334,11 @@ pub fn run_commits(
             // recognises the duplicate.
             let _ = link.acks.send(ack);
         }
-        let mut envelopes = envelopes;
-        drop_readings(&mut envelopes, writer.discarded());
-        on_commit(envelopes, &outcomes);
+        if let Some(alerts) = &alerts {
+            let mut envelopes = envelopes;
+            drop_readings(&mut envelopes, writer.discarded());
+            alerts.committed(envelopes, &outcomes);
+        }
         let moving = std::time::Instant::now();
         match writer.merge_recent_if_due() {
             Ok(0) => {}
@@ -402,7 +387,7 @@ fn commit_with_retry(writer: &mut StoreWriter, envelopes: &[Envelope]) -> Vec<Ou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FeedId;
+    use crate::model::{FeedId, Reading};
 
     fn envelope(values: &[f64]) -> Envelope {
         let at = Timestamp::from_second(1_795_000_000).unwrap();
