@@ -11,6 +11,7 @@ use crate::{
     app::{App, shutdown_signal},
     config::{Config, LogFormat},
     devtools::simulate,
+    model::{Normalised, Rejection},
     pipeline,
 };
 
@@ -69,6 +70,8 @@ pub fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `try-mapping`: run a payload file through feed `feed_name`'s decoder and normaliser and
+/// print what would be stored, rejected and ignored; exit code 1 when the message is rejected.
 pub fn try_mapping(
     config: &Config,
     feed_name: &str,
@@ -84,13 +87,7 @@ pub fn try_mapping(
     };
     let payload = std::fs::read(payload_path)
         .with_context(|| format!("reading {}", payload_path.display()))?;
-    let topic = topic.map(str::to_owned).unwrap_or_else(|| {
-        feed.topics[0]
-            .split('/')
-            .map(|l| if l == "+" || l == "#" { "sample" } else { l })
-            .collect::<Vec<_>>()
-            .join("/")
-    });
+    let topic = topic.map_or_else(|| sample_topic(&feed.topics[0]), str::to_owned);
     let now = Timestamp::now();
     let result = pipeline::process(
         &feed.decoder(),
@@ -101,6 +98,19 @@ pub fn try_mapping(
         now,
         now,
     );
+    print_outcome(result, &topic)
+}
+
+/// A topic matching `filter`: each wildcard level becomes `sample`.
+fn sample_topic(filter: &str) -> String {
+    (filter.split('/'))
+        .map(|l| if l == "+" || l == "#" { "sample" } else { l })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Print what `try-mapping` found: the readings (stdout, JSON) and a summary (stderr).
+fn print_outcome(result: Result<Normalised, Rejection>, topic: &str) -> anyhow::Result<ExitCode> {
     match result {
         Ok(normalised) => {
             println!("{}", serde_json::to_string_pretty(&normalised)?);
@@ -142,17 +152,39 @@ pub fn simulate(mut config: Config, broker: Option<String>) -> anyhow::Result<Ex
 }
 
 /// Arguments of `loadgen`.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct LoadgenArgs {
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub broker: String,
+    /// Messages (or API requests) per second; 0 publishes as fast as the broker takes them.
+    #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration: std::time::Duration,
+    /// Devices per city.
+    #[arg(long, default_value_t = 20)]
     pub devices: usize,
+    /// Readings per message.
+    #[arg(long, default_value_t = 6)]
     pub readings: usize,
+    /// Pace publishing by a consumer and report its rate: `null` runs a QoS 1 subscriber
+    /// that only counts (the broker's limit); an API base URL follows that aggregator's
+    /// committed count.
+    #[arg(long)]
     pub consumer: Option<crate::devtools::loadgen::Consumer>,
+    /// With --consumer: at most this many messages published but not yet consumed. It
+    /// must exceed what the consumer itself holds unconsumed, or the broker runs dry:
+    /// the aggregator holds up to ~19,000 (its store queue, a batch, the feed queues).
+    #[arg(long, default_value_t = 100_000)]
     pub window: u64,
+    /// With --consumer: how long after the start the measurement begins.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub warmup: std::time::Duration,
+    /// Probe this API base URL instead (e.g. http://127.0.0.1:8080).
+    #[arg(long)]
     pub api: Option<String>,
+    /// API paths to probe, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "/api/v1/overview")]
     pub paths: Vec<String>,
 }
 

@@ -35,40 +35,7 @@ enum Command {
     },
     /// Load generator for the benchmarks (loopback only): publish the three formats, or count
     /// as a null QoS 1 subscriber, or probe API latency.
-    Loadgen {
-        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-        broker: String,
-        /// Messages (or API requests) per second; 0 publishes as fast as the broker takes them.
-        #[arg(long, default_value_t = 0)]
-        rate: u64,
-        #[arg(long, default_value = "60s")]
-        duration: humantime::Duration,
-        /// Devices per city.
-        #[arg(long, default_value_t = 20)]
-        devices: usize,
-        /// Readings per message.
-        #[arg(long, default_value_t = 6)]
-        readings: usize,
-        /// Pace publishing by a consumer and report its rate: `null` runs a QoS 1 subscriber
-        /// that only counts (the broker's limit); an API base URL follows that aggregator's
-        /// committed count.
-        #[arg(long)]
-        consumer: Option<ioc_aggregator::devtools::loadgen::Consumer>,
-        /// With --consumer: at most this many messages published but not yet consumed. It
-        /// must exceed what the consumer itself holds unconsumed, or the broker runs dry:
-        /// the aggregator holds up to ~19,000 (its store queue, a batch, the feed queues).
-        #[arg(long, default_value_t = 100_000)]
-        window: u64,
-        /// With --consumer: how long after the start the measurement begins.
-        #[arg(long, default_value = "5s")]
-        warmup: humantime::Duration,
-        /// Probe this API base URL instead (e.g. http://127.0.0.1:8080).
-        #[arg(long)]
-        api: Option<String>,
-        /// API paths to probe, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "/api/v1/overview")]
-        paths: Vec<String>,
-    },
+    Loadgen(cli::LoadgenArgs),
     /// Run only the simulator of the three IOCs, publishing to `--broker`.
     Simulate {
         /// Broker URL (default: simulator.broker from the configuration).
@@ -105,29 +72,7 @@ fn main() -> std::process::ExitCode {
             topic,
         } => cli::try_mapping(&config, &feed, &payload, topic.as_deref()),
         Command::Simulate { broker } => cli::simulate(config, broker),
-        Command::Loadgen {
-            broker,
-            rate,
-            duration,
-            devices,
-            readings,
-            consumer,
-            window,
-            warmup,
-            api,
-            paths,
-        } => cli::loadgen(cli::LoadgenArgs {
-            broker,
-            rate,
-            duration: duration.into(),
-            devices,
-            readings,
-            consumer,
-            window,
-            warmup: warmup.into(),
-            api,
-            paths,
-        }),
+        Command::Loadgen(args) => cli::loadgen(args),
         Command::Run | Command::PrintDefaultConfig => cli::run(config),
     };
     match result {

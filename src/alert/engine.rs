@@ -4,7 +4,10 @@
 //! pending → firing → resolved. A pending alert whose condition clears is dropped without a
 //! notification; only firing and resolved transitions are notified.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    time::Duration,
+};
 
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
@@ -138,79 +141,77 @@ impl AlertEngine {
     pub fn observe(&mut self, r: &Reading) -> Vec<Transition> {
         let mut out = Vec::new();
         for i in 0..self.rules.len() {
-            let rule = &self.rules[i];
-            if !rule.scoped(r.city, r.domain, &r.device_id) {
+            if !self.rules[i].scoped(r.city, r.domain, &r.device_id) {
                 continue;
             }
-            let at = r.observed_at;
-            let (active, cleared, hold) = match &rule.condition {
-                Condition::Threshold {
-                    above,
-                    below,
-                    clear,
-                    hold,
-                } if rule.metric == Some(r.metric) => {
-                    let v = r.value;
-                    let active = above.is_some_and(|a| v > a) || below.is_some_and(|b| v < b);
-                    let cleared = if above.is_some() {
-                        v <= *clear
-                    } else {
-                        v >= *clear
-                    };
-                    (active, cleared, *hold)
-                }
-                Condition::RateOfChange { change, window } if rule.metric == Some(r.metric) => {
-                    let key = (i, r.device_id.clone());
-                    let h = self.history.entry(key).or_default();
-                    h.push_back((at, r.value));
-                    let from = at - SignedDuration::try_from(*window).unwrap_or_default();
-                    while h.front().is_some_and(|(t, _)| *t < from) {
-                        h.pop_front();
-                    }
-                    let delta = r.value - h.front().map_or(r.value, |(_, v)| *v);
-                    let active = if *change > 0.0 {
-                        delta >= *change
-                    } else {
-                        delta <= *change
-                    };
-                    (
-                        active,
-                        delta.abs() < change.abs() / 2.0,
-                        std::time::Duration::ZERO,
-                    )
-                }
-                Condition::FloodLevel {
-                    level,
-                    clear_margin,
-                } if r.metric == "water_level" => {
-                    let Some(threshold) = self
-                        .flood_levels
-                        .get(&r.device_id)
-                        .and_then(|l| l.get(level - 1))
-                    else {
-                        continue;
-                    };
-                    (
-                        r.value >= *threshold,
-                        r.value < threshold - clear_margin,
-                        std::time::Duration::ZERO,
-                    )
-                }
-                _ => continue,
+            let Some(signal) = self.signal(i, r) else {
+                continue;
             };
-            let key = (i, r.device_id.clone());
-            self.step(
-                key,
-                r.city,
-                active,
-                cleared,
-                hold,
-                at,
-                Some(r.value),
-                &mut out,
-            );
+            self.step((i, r.device_id.clone()), r.city, signal, &mut out);
         }
         out
+    }
+
+    /// What reading `r` says for rule `i`: `None` when the rule does not look at it.
+    fn signal(&mut self, i: usize, r: &Reading) -> Option<Signal> {
+        let rule = &self.rules[i];
+        let value = r.value;
+        let (active, cleared, hold) = match rule.condition {
+            Condition::Threshold {
+                above,
+                below,
+                clear,
+                hold,
+            } if rule.metric == Some(r.metric) => {
+                let active = above.is_some_and(|a| value > a) || below.is_some_and(|b| value < b);
+                let cleared = if above.is_some() {
+                    value <= clear
+                } else {
+                    value >= clear
+                };
+                (active, cleared, hold)
+            }
+            Condition::RateOfChange { change, window } if rule.metric == Some(r.metric) => {
+                let delta = self.change_within(i, r, window);
+                let active = if change > 0.0 {
+                    delta >= change
+                } else {
+                    delta <= change
+                };
+                (active, delta.abs() < change.abs() / 2.0, Duration::ZERO)
+            }
+            Condition::FloodLevel {
+                level,
+                clear_margin,
+            } if r.metric == "water_level" => {
+                let threshold = *self.flood_levels.get(&r.device_id)?.get(level - 1)?;
+                (
+                    value >= threshold,
+                    value < threshold - clear_margin,
+                    Duration::ZERO,
+                )
+            }
+            _ => return None,
+        };
+        Some(Signal {
+            active,
+            cleared,
+            hold,
+            at: r.observed_at,
+            value: Some(value),
+        })
+    }
+
+    /// How much `r`'s series changed within `window` up to `r`, from the readings rule `i` has
+    /// seen of it (kept for the window only).
+    fn change_within(&mut self, i: usize, r: &Reading, window: Duration) -> f64 {
+        let h = self.history.entry((i, r.device_id.clone())).or_default();
+        h.push_back((r.observed_at, r.value));
+        let from = r.observed_at - SignedDuration::try_from(window).unwrap_or_default();
+        while h.front().is_some_and(|(t, _)| *t < from) {
+            h.pop_front();
+        }
+        r.value - h.front().map_or(r.value, |(_, v)| *v)
     }
 
     /// An hourly VN_AQI of a station (for `aqi_category` rules).
@@ -230,18 +231,8 @@ impl AlertEngine {
             if !rule.scoped(city, Domain::AirQuality, device) {
                 continue;
             }
-            let key = (i, device.to_owned());
-            let active = aqi >= at_least;
-            self.step(
-                key,
-                city,
-                active,
-                !active,
-                std::time::Duration::ZERO,
-                at,
-                Some(f64::from(aqi)),
-                &mut out,
-            );
+            let signal = Signal::now(aqi >= at_least, at, Some(f64::from(aqi)));
+            self.step((i, device.to_owned()), city, signal, &mut out);
         }
         out
     }
@@ -255,6 +246,18 @@ impl AlertEngine {
         cities: &[CityFeeds],
     ) -> Vec<Transition> {
         let mut out = Vec::new();
+        let down_cities = self.tick_feeds(now, cities, &mut out);
+        self.tick_devices(now, devices, &down_cities, &mut out);
+        out
+    }
+
+    /// The `feed_down` rules; returns the cities found down.
+    fn tick_feeds(
+        &mut self,
+        now: Timestamp,
+        cities: &[CityFeeds],
+        out: &mut Vec<Transition>,
+    ) -> Vec<City> {
         let mut down_cities = Vec::new();
         for i in 0..self.rules.len() {
             let Condition::FeedDown { after } = self.rules[i].condition else {
@@ -264,24 +267,25 @@ impl AlertEngine {
                 if self.rules[i].city.is_some_and(|rc| rc != c.city) {
                     continue;
                 }
-                let silent = now.duration_since(c.last_message.unwrap_or(self.started));
-                let down = silent > SignedDuration::try_from(after).unwrap_or_default();
+                let down = self.silent_longer(now, c.last_message, after);
                 let key = (i, c.city.as_str().to_owned());
-                self.step(
-                    key,
-                    c.city,
-                    down,
-                    !down,
-                    std::time::Duration::ZERO,
-                    now,
-                    None,
-                    &mut out,
-                );
+                self.step(key, c.city, Signal::now(down, now, None), out);
                 if down {
                     down_cities.push(c.city);
                 }
             }
         }
+        down_cities
+    }
+
+    /// The `staleness` rules, but for devices of `down_cities` not already alerting.
+    fn tick_devices(
+        &mut self,
+        now: Timestamp,
+        devices: &[DeviceSeen],
+        down_cities: &[City],
+        out: &mut Vec<Transition>,
+    ) {
         for i in 0..self.rules.len() {
             let Condition::Staleness { after } = self.rules[i].condition else {
                 continue;
@@ -291,38 +295,38 @@ impl AlertEngine {
                     continue;
                 }
                 let key = (i, d.device.clone());
-                let silent = now.duration_since(d.last_seen.unwrap_or(self.started));
-                let stale = silent > SignedDuration::try_from(after).unwrap_or_default();
+                let stale = self.silent_longer(now, d.last_seen, after);
                 if stale && down_cities.contains(&d.city) && !self.tracked.contains_key(&key) {
                     continue; // suppressed by the city's feed-down alert
                 }
-                self.step(
-                    key,
-                    d.city,
-                    stale,
-                    !stale,
-                    std::time::Duration::ZERO,
-                    now,
-                    None,
-                    &mut out,
-                );
+                self.step(key, d.city, Signal::now(stale, now, None), out);
             }
         }
-        out
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Whether a subject last heard from at `last` (never: since the engine started) has been
+    /// silent for longer than `after` at `now`.
+    fn silent_longer(&self, now: Timestamp, last: Option<Timestamp>, after: Duration) -> bool {
+        let silent = now.duration_since(last.unwrap_or(self.started));
+        silent > SignedDuration::try_from(after).unwrap_or_default()
+    }
+
+    /// Move the alert `key` of `city` on by what `signal` says: start pending (and fire at once
+    /// without a hold), fire once the hold has passed, resolve when cleared.
     fn step(
         &mut self,
         key: (usize, String),
         city: City,
-        active: bool,
-        cleared: bool,
-        hold: std::time::Duration,
-        at: Timestamp,
-        value: Option<f64>,
+        signal: Signal,
         out: &mut Vec<Transition>,
     ) {
+        let Signal {
+            active,
+            cleared,
+            hold,
+            at,
+            value,
+        } = signal;
         let hold = SignedDuration::try_from(hold).unwrap_or_default();
         match self.tracked.get_mut(&key) {
             None if active => {
@@ -375,51 +379,7 @@ impl AlertEngine {
     ) -> Transition {
         let rule = &self.rules[key.0];
         let subject = &key.1;
-        let mut labels = rule.labels.clone();
-        labels.insert("alertname".into(), rule.name.clone());
-        labels.insert("severity".into(), rule.severity.as_str().into());
-        labels.insert("city".into(), city.as_str().into());
-        if let Some(m) = rule.metric {
-            labels.insert("metric".into(), m.into());
-        }
-        let subject_label = if matches!(rule.condition, Condition::FeedDown { .. }) {
-            "feed_city"
-        } else {
-            "device"
-        };
-        labels.insert(subject_label.into(), subject.clone());
-        let what = match &rule.condition {
-            Condition::Threshold {
-                above: Some(a),
-                hold,
-                ..
-            } => format!(
-                "{} above {a} for {}",
-                rule.metric.unwrap_or("value"),
-                humantime::format_duration(*hold)
-            ),
-            Condition::Threshold { below, hold, .. } => format!(
-                "{} below {} for {}",
-                rule.metric.unwrap_or("value"),
-                below.unwrap_or_default(),
-                humantime::format_duration(*hold)
-            ),
-            Condition::RateOfChange { change, window } => format!(
-                "{} changed by {change} within {}",
-                rule.metric.unwrap_or("value"),
-                humantime::format_duration(*window)
-            ),
-            Condition::Staleness { after } => format!(
-                "no data for more than {}",
-                humantime::format_duration(*after)
-            ),
-            Condition::Aqi { at_least } => format!("hourly VN_AQI at or above {at_least}"),
-            Condition::FloodLevel { level, .. } => format!("water level at or above BĐ{level}"),
-            Condition::FeedDown { after } => format!(
-                "no message from the city's feeds for more than {}",
-                humantime::format_duration(*after)
-            ),
-        };
+        let what = describe(rule);
         let value_text = value.map(|v| format!(" (value {v})")).unwrap_or_default();
         Transition {
             fingerprint: fingerprint(&rule.name, subject),
@@ -431,20 +391,91 @@ impl AlertEngine {
             at,
             started_at: since,
             value,
-            labels,
-            summary: rule
-                .summary
-                .clone()
-                .unwrap_or_else(|| format!("{}: {what}", rule.name)),
+            labels: labels(rule, city, subject),
+            summary: (rule.summary.clone()).unwrap_or_else(|| format!("{}: {what}", rule.name)),
             description: format!("{subject} ({}): {what}{value_text}", city.display_name()),
         }
     }
 }
 
+/// What one evaluation says of an alert's subject.
+#[derive(Debug, Clone, Copy)]
+struct Signal {
+    /// The condition holds.
+    active: bool,
+    /// The condition is over, past any hysteresis (not always `!active`).
+    cleared: bool,
+    /// How long the condition must hold before the alert fires.
+    hold: Duration,
+    /// When this was observed.
+    at: Timestamp,
+    value: Option<f64>,
+}
+
+impl Signal {
+    /// A condition without hysteresis or hold.
+    fn now(active: bool, at: Timestamp, value: Option<f64>) -> Signal {
+        Signal {
+            active,
+            cleared: !active,
+            hold: Duration::ZERO,
+            at,
+            value,
+        }
+    }
+}
+
+/// The labels of an alert of `rule` about `subject`: the rule's own, then `alertname`,
+/// `severity`, `city`, `metric` and the subject (`device`, or `feed_city` for feed-down).
+fn labels(rule: &Rule, city: City, subject: &str) -> BTreeMap<String, String> {
+    let mut labels = rule.labels.clone();
+    labels.insert("alertname".into(), rule.name.clone());
+    labels.insert("severity".into(), rule.severity.as_str().into());
+    labels.insert("city".into(), city.as_str().into());
+    if let Some(m) = rule.metric {
+        labels.insert("metric".into(), m.into());
+    }
+    let subject_label = if matches!(rule.condition, Condition::FeedDown { .. }) {
+        "feed_city"
+    } else {
+        "device"
+    };
+    labels.insert(subject_label.into(), subject.to_owned());
+    labels
+}
+
+/// What `rule` watches, in words: "pm25 above 80 for 10m".
+fn describe(rule: &Rule) -> String {
+    let metric = rule.metric.unwrap_or("value");
+    let d = |d: &Duration| humantime::format_duration(*d);
+    match &rule.condition {
+        Condition::Threshold {
+            above: Some(a),
+            hold,
+            ..
+        } => format!("{metric} above {a} for {}", d(hold)),
+        Condition::Threshold { below, hold, .. } => {
+            format!(
+                "{metric} below {} for {}",
+                below.unwrap_or_default(),
+                d(hold)
+            )
+        }
+        Condition::RateOfChange { change, window } => {
+            format!("{metric} changed by {change} within {}", d(window))
+        }
+        Condition::Staleness { after } => format!("no data for more than {}", d(after)),
+        Condition::Aqi { at_least } => format!("hourly VN_AQI at or above {at_least}"),
+        Condition::FloodLevel { level, .. } => format!("water level at or above BĐ{level}"),
+        Condition::FeedDown { after } => format!(
+            "no message from the city's feeds for more than {}",
+            d(after)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn rule(name: &str, condition: Condition, metric: Option<&'static str>) -> Rule {

@@ -78,7 +78,8 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> String {
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
-/// Deliver `receiver`'s queue until cancelled.
+/// Deliver `receiver`'s queue until cancelled: the next notification when it is due, then its
+/// outcome recorded (delivered, retried later with backoff, or dead-lettered).
 pub async fn deliver(
     receiver: ReceiverConfig,
     store: Store,
@@ -87,50 +88,13 @@ pub async fn deliver(
     cancel: CancellationToken,
 ) {
     let label = [("receiver", receiver.name.clone())];
-    loop {
-        if cancel.is_cancelled() {
-            return;
-        }
-        let next = match store.next_notification(&receiver.name).await {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(receiver = %receiver.name, error = %e, "Reading the outbox failed.");
-                None
-            }
-        };
-        let wait = match &next {
-            None => Duration::from_secs(5),
-            Some(n) => {
-                let due_in = n.next_attempt_at.as_millisecond() - Timestamp::now().as_millisecond();
-                Duration::from_millis(due_in.max(0) as u64)
-            }
-        };
-        if next.is_none() || !wait.is_zero() {
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.cancelled() => return,
-            }
+    while !cancel.is_cancelled() {
+        let Some(n) = next_due(&receiver, &store, &wake, &cancel).await else {
             continue;
-        }
-        let n = next.expect("checked above");
+        };
         counter!("ioc_webhook_deliveries_attempted_total", &label).increment(1);
         let (state, status, error) = attempt(&receiver, &client, &n).await;
-        let retry_at = match state {
-            "pending" => {
-                let exp = Duration::from_secs(1).saturating_mul(1 << n.attempts.min(20) as u32);
-                let backoff = exp
-                    .min(receiver.backoff_max)
-                    .mul_f64(0.5 + rand::random::<f64>() * 0.5);
-                Timestamp::now() + jiff::SignedDuration::try_from(backoff).unwrap_or_default()
-            }
-            _ => Timestamp::now(),
-        };
-        let state = if state == "pending" && n.attempts + 1 >= i64::from(receiver.max_attempts) {
-            "dead"
-        } else {
-            state
-        };
+        let (state, retry_at) = settle(&receiver, &n, state);
         match state {
             "delivered" => counter!("ioc_webhook_deliveries_succeeded_total", &label).increment(1),
             "dead" => {
@@ -150,6 +114,59 @@ pub async fn deliver(
             warn!(receiver = %receiver.name, error = %e, "Recording a delivery attempt failed; it may be sent again (same webhook-id).");
         }
     }
+}
+
+/// The receiver's next notification if it is due now; otherwise wait until it is due, the
+/// queue is woken or 5 s pass (or `cancel`), and return `None` to look again.
+async fn next_due(
+    receiver: &ReceiverConfig,
+    store: &Store,
+    wake: &Notify,
+    cancel: &CancellationToken,
+) -> Option<OutboxRow> {
+    let next = match store.next_notification(&receiver.name).await {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(receiver = %receiver.name, error = %e, "Reading the outbox failed.");
+            None
+        }
+    };
+    let wait = match &next {
+        None => Duration::from_secs(5),
+        Some(n) => {
+            let due_in = n.next_attempt_at.as_millisecond() - Timestamp::now().as_millisecond();
+            Duration::from_millis(due_in.max(0) as u64)
+        }
+    };
+    if next.is_some() && wait.is_zero() {
+        return next;
+    }
+    tokio::select! {
+        _ = wake.notified() => {}
+        _ = tokio::time::sleep(wait) => {}
+        _ = cancel.cancelled() => {}
+    }
+    None
+}
+
+/// The state to record after an attempt that ended in `state`, and when to try next: a failed
+/// attempt is retried after an exponential backoff from 1 s (capped at `backoff_max`, with
+/// jitter) until `max_attempts`, then the notification is dead.
+fn settle(
+    receiver: &ReceiverConfig,
+    n: &OutboxRow,
+    state: &'static str,
+) -> (&'static str, Timestamp) {
+    if state != "pending" {
+        return (state, Timestamp::now());
+    }
+    if n.attempts + 1 >= i64::from(receiver.max_attempts) {
+        return ("dead", Timestamp::now());
+    }
+    let exp = Duration::from_secs(1).saturating_mul(1 << n.attempts.min(20) as u32);
+    let backoff = (exp.min(receiver.backoff_max)).mul_f64(0.5 + rand::random::<f64>() * 0.5);
+    let retry_at = Timestamp::now() + jiff::SignedDuration::try_from(backoff).unwrap_or_default();
+    (state, retry_at)
 }
 
 async fn attempt(

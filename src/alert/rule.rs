@@ -267,74 +267,90 @@ impl RuleConfig {
         })
     }
 
-    /// The condition of this rule's kind, recording each field the kind needs and lacks.
+    /// The condition of this rule's kind, recording each field the kind needs and lacks and
+    /// each value it cannot take.
     fn condition(&self, at: &str, problems: &mut Problems) -> Option<Condition> {
-        let mut need = |key: &str, present: bool| {
+        let Some(condition) = self.kind_condition() else {
+            problems.add(
+                format!("{at}.kind"),
+                format!(
+                    "unknown kind {:?} (threshold, rate_of_change, staleness, aqi_category, flood_level, feed_down)",
+                    self.kind
+                ),
+            );
+            return None;
+        };
+        for (key, present) in self.required() {
             problems.check(
                 present,
                 format!("{at}.{key}"),
                 format!("required for kind = {:?}", self.kind),
-            )
-        };
-        let nonzero = |d: Option<Duration>| d.is_some_and(|d| !d.is_zero());
+            );
+        }
+        match condition {
+            Condition::Threshold { .. } => self.check_clear(at, problems),
+            Condition::FloodLevel { .. } => problems.check(
+                matches!(self.level, Some(1..=3)),
+                format!("{at}.level"),
+                "must be 1, 2 or 3 (BĐ1–BĐ3)",
+            ),
+            _ => {}
+        }
+        Some(condition)
+    }
+
+    /// The condition of this rule's kind with its defaults filled in; `None` for an unknown
+    /// kind.
+    fn kind_condition(&self) -> Option<Condition> {
         Some(match self.kind.as_str() {
-            "threshold" => {
-                need("metric", self.metric.is_some());
-                need("above", self.above.is_some() || self.below.is_some());
-                return Some(self.threshold(at, problems));
-            }
-            "rate_of_change" => {
-                need("metric", self.metric.is_some());
-                need("change", self.change.is_some_and(|c| c != 0.0));
-                need("window", nonzero(self.window));
-                Condition::RateOfChange {
-                    change: self.change.unwrap_or(1.0),
-                    window: self.window.unwrap_or(Duration::from_secs(3600)),
-                }
-            }
-            "staleness" => {
-                need("after", nonzero(self.after));
-                Condition::Staleness {
-                    after: self.after.unwrap_or_default(),
-                }
-            }
-            "aqi_category" => {
-                need("aqi_at_least", self.aqi_at_least.is_some());
-                Condition::Aqi {
-                    at_least: self.aqi_at_least.unwrap_or(151),
-                }
-            }
-            "flood_level" => {
-                problems.check(
-                    matches!(self.level, Some(1..=3)),
-                    format!("{at}.level"),
-                    "must be 1, 2 or 3 (BĐ1–BĐ3)",
-                );
-                Condition::FloodLevel {
-                    level: self.level.unwrap_or(1),
-                    clear_margin: self.clear_margin.unwrap_or(0.1),
-                }
-            }
-            "feed_down" => {
-                need("after", nonzero(self.after));
-                Condition::FeedDown {
-                    after: self.after.unwrap_or_default(),
-                }
-            }
-            other => {
-                problems.add(
-                    format!("{at}.kind"),
-                    format!(
-                        "unknown kind {other:?} (threshold, rate_of_change, staleness, aqi_category, flood_level, feed_down)"
-                    ),
-                );
-                return None;
-            }
+            "threshold" => Condition::Threshold {
+                above: self.above,
+                below: self.below,
+                clear: self.clear.or(self.above).or(self.below).unwrap_or_default(),
+                hold: self.for_.unwrap_or_default(),
+            },
+            "rate_of_change" => Condition::RateOfChange {
+                change: self.change.unwrap_or(1.0),
+                window: self.window.unwrap_or(Duration::from_secs(3600)),
+            },
+            "staleness" => Condition::Staleness {
+                after: self.after.unwrap_or_default(),
+            },
+            "aqi_category" => Condition::Aqi {
+                at_least: self.aqi_at_least.unwrap_or(151),
+            },
+            "flood_level" => Condition::FloodLevel {
+                level: self.level.unwrap_or(1),
+                clear_margin: self.clear_margin.unwrap_or(0.1),
+            },
+            "feed_down" => Condition::FeedDown {
+                after: self.after.unwrap_or_default(),
+            },
+            _ => return None,
         })
     }
 
-    /// A threshold with its hysteresis: the clear level must not lie past the threshold.
-    fn threshold(&self, at: &str, problems: &mut Problems) -> Condition {
+    /// The fields this rule's kind needs, each with whether it is given (and usable).
+    fn required(&self) -> Vec<(&'static str, bool)> {
+        let nonzero = |d: Option<Duration>| d.is_some_and(|d| !d.is_zero());
+        match self.kind.as_str() {
+            "threshold" => vec![
+                ("metric", self.metric.is_some()),
+                ("above", self.above.is_some() || self.below.is_some()),
+            ],
+            "rate_of_change" => vec![
+                ("metric", self.metric.is_some()),
+                ("change", self.change.is_some_and(|c| c != 0.0)),
+                ("window", nonzero(self.window)),
+            ],
+            "staleness" | "feed_down" => vec![("after", nonzero(self.after))],
+            "aqi_category" => vec![("aqi_at_least", self.aqi_at_least.is_some())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// A threshold's hysteresis: the clear level must not lie past the threshold.
+    fn check_clear(&self, at: &str, problems: &mut Problems) {
         if let (Some(a), Some(c)) = (self.above, self.clear) {
             problems.check(
                 c <= a,
@@ -348,12 +364,6 @@ impl RuleConfig {
                 format!("{at}.clear"),
                 format!("must not be below `below` ({b}) for a falling threshold"),
             );
-        }
-        Condition::Threshold {
-            above: self.above,
-            below: self.below,
-            clear: self.clear.or(self.above).or(self.below).unwrap_or_default(),
-            hold: self.for_.unwrap_or_default(),
         }
     }
 }
