@@ -4,19 +4,115 @@
 use std::time::Duration;
 
 use axum::{Json, extract::State};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 use super::{
     ApiState,
     error::{ApiError, ApiQuery, ApiResult},
     params,
 };
-use crate::{normalise::catalog, store::AggregateQuery};
+use crate::{
+    normalise::catalog::{self, MetricSpec},
+    store::{AggregateQuery, Bucket},
+};
 
 const FUNCTIONS: [&str; 5] = ["mean", "min", "max", "count", "sum"];
 /// Most buckets one request may produce.
 const MAX_BUCKETS: u64 = 20_000;
+
+/// The answer of `/api/v1/aggregates`: the metric, its canonical unit, the bucket width (as
+/// `1h`, `15m`, `1day`, …), the local offset buckets are aligned to (`+07:00`), the range asked
+/// for and its buckets, oldest first (then by device).
+#[derive(Debug, Serialize)]
+pub struct Aggregates {
+    pub metric: &'static str,
+    pub unit: &'static str,
+    pub every: String,
+    pub timezone: &'static str,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub buckets: Vec<BucketRow>,
+}
+
+/// One bucket, `[bucket_start, bucket_end)`: its device only with `group_by=device`, and only
+/// the functions asked for (`fn`); the others are absent, not null.
+#[derive(Debug, Serialize)]
+pub struct BucketRow {
+    pub bucket_start: Timestamp,
+    pub bucket_end: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sum: Option<f64>,
+}
+
+impl BucketRow {
+    /// `bucket` with the functions of `asked`, and its device when grouped by device.
+    fn new(bucket: Bucket, asked: Functions, group_by_device: bool) -> BucketRow {
+        BucketRow {
+            bucket_start: bucket.bucket_start,
+            bucket_end: bucket.bucket_end,
+            device_id: bucket.device_id.filter(|_| group_by_device),
+            mean: asked.mean.then_some(bucket.mean),
+            min: asked.min.then_some(bucket.min),
+            max: asked.max.then_some(bucket.max),
+            count: asked.count.then_some(bucket.count),
+            sum: asked.sum.then_some(bucket.sum),
+        }
+    }
+}
+
+/// Which of the [`FUNCTIONS`] a request asked for.
+#[derive(Debug, Clone, Copy, Default)]
+struct Functions {
+    mean: bool,
+    min: bool,
+    max: bool,
+    count: bool,
+    sum: bool,
+}
+
+impl Functions {
+    /// A `fn` parameter: a comma-separated list of [`FUNCTIONS`] (spaces around names allowed,
+    /// repeats ignored); absent, all of them. Anything else is a 400 naming the first unknown.
+    fn parse(list: Option<&str>) -> Result<Functions, ApiError> {
+        let Some(list) = list else {
+            return Ok(Functions {
+                mean: true,
+                min: true,
+                max: true,
+                count: true,
+                sum: true,
+            });
+        };
+        let mut asked = Functions::default();
+        for f in list.split(',').map(str::trim) {
+            match f {
+                "mean" => asked.mean = true,
+                "min" => asked.min = true,
+                "max" => asked.max = true,
+                "count" => asked.count = true,
+                "sum" => asked.sum = true,
+                _ => {
+                    return Err(ApiError::bad(format!(
+                        "fn={f:?}: expected a comma-separated list of {}",
+                        FUNCTIONS.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(asked)
+    }
+}
 
 /// The query of `GET /api/v1/aggregates`: `metric` (required), `city`, `domain` and `device` to
 /// narrow it, `from` and `to` (default: the 24 hours up to now), `every` (the bucket width,
@@ -35,6 +131,98 @@ pub struct AggregateParams {
     group_by: Option<String>,
 }
 
+/// A checked aggregates request: the metric's catalogue entry, the bucket width, the functions
+/// asked for, and the store query.
+#[derive(Debug)]
+struct Request {
+    spec: &'static MetricSpec,
+    every: Duration,
+    functions: Functions,
+    query: AggregateQuery,
+}
+
+impl Request {
+    /// `p` checked, parameter by parameter in this order: `metric`, `every`, `from`/`to`, the
+    /// number of buckets, `fn`, `group_by`, `city`, `domain`. The first bad one is the 400.
+    fn parse(p: AggregateParams) -> Result<Request, ApiError> {
+        let spec = metric_spec(p.metric.as_deref())?;
+        let every = params::parse_every(p.every.as_deref().unwrap_or("1h"))?;
+        let (from, to) = params::time_range(
+            p.from.as_deref(),
+            p.to.as_deref(),
+            Duration::from_secs(86_400),
+            Duration::from_secs(366 * 86_400),
+        )?;
+        check_bucket_count(from, to, every)?;
+        let functions = Functions::parse(p.functions.as_deref())?;
+        let group_by_device = match p.group_by.as_deref() {
+            None => false,
+            Some("device") => true,
+            Some(other) => return Err(ApiError::bad(format!("group_by={other:?}: only device"))),
+        };
+        let query = AggregateQuery {
+            metric: spec.name.to_owned(),
+            city: p.city.as_deref().map(params::parse_city).transpose()?,
+            domain: p.domain.as_deref().map(params::parse_domain).transpose()?,
+            device_id: p.device,
+            from,
+            to,
+            every_ms: every.as_millis() as i64,
+            group_by_device,
+        };
+        Ok(Request {
+            spec,
+            every,
+            functions,
+            query,
+        })
+    }
+
+    /// The answer of this request, of the store's `buckets`.
+    fn answer(self, buckets: Vec<Bucket>) -> Aggregates {
+        let group_by_device = self.query.group_by_device;
+        Aggregates {
+            metric: self.spec.name,
+            unit: self.spec.unit,
+            every: humantime::format_duration(self.every).to_string(),
+            timezone: "+07:00",
+            from: self.query.from,
+            to: self.query.to,
+            buckets: buckets
+                .into_iter()
+                .map(|b| BucketRow::new(b, self.functions, group_by_device))
+                .collect(),
+        }
+    }
+}
+
+/// The catalogue entry of a `metric` parameter, which must be present and a canonical name
+/// (an alias such as `PM2.5` is a 400 too).
+fn metric_spec(metric: Option<&str>) -> Result<&'static MetricSpec, ApiError> {
+    let Some(metric) = metric else {
+        return Err(ApiError::bad("metric is required (e.g. metric=pm25)"));
+    };
+    catalog::lookup(metric)
+        .filter(|s| s.name == metric)
+        .ok_or_else(|| {
+            ApiError::bad(format!(
+                "unknown metric {metric:?}: use a canonical metric name (see README)"
+            ))
+        })
+}
+
+/// A 400 when `[from, to)` at `every` makes more than [`MAX_BUCKETS`] buckets.
+fn check_bucket_count(from: Timestamp, to: Timestamp, every: Duration) -> Result<(), ApiError> {
+    let span_ms = (to.as_millisecond() - from.as_millisecond()) as u64;
+    if span_ms / every.as_millis() as u64 > MAX_BUCKETS {
+        return Err(ApiError::bad(format!(
+            "that range at every={} makes more than {MAX_BUCKETS} buckets; use a larger every",
+            humantime::format_duration(every)
+        )));
+    }
+    Ok(())
+}
+
 /// `GET /api/v1/aggregates`: the metric's unit and its buckets over `[from, to)`, aligned to
 /// local (UTC+7) midnight, each with the functions asked for (and its device, with
 /// `group_by=device`); intervals without readings have no bucket. A 400 for a missing or
@@ -45,90 +233,8 @@ pub struct AggregateParams {
 pub async fn aggregates(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<AggregateParams>,
-) -> ApiResult<Value> {
-    let Some(metric) = p.metric else {
-        return Err(ApiError::bad("metric is required (e.g. metric=pm25)"));
-    };
-    let Some(spec) = catalog::lookup(&metric).filter(|s| s.name == metric) else {
-        return Err(ApiError::bad(format!(
-            "unknown metric {metric:?}: use a canonical metric name (see README)"
-        )));
-    };
-    let every = params::parse_every(p.every.as_deref().unwrap_or("1h"))?;
-    let (from, to) = params::time_range(
-        p.from.as_deref(),
-        p.to.as_deref(),
-        Duration::from_secs(86_400),
-        Duration::from_secs(366 * 86_400),
-    )?;
-    let span_ms = (to.as_millisecond() - from.as_millisecond()) as u64;
-    if span_ms / every.as_millis() as u64 > MAX_BUCKETS {
-        return Err(ApiError::bad(format!(
-            "that range at every={} makes more than {MAX_BUCKETS} buckets; use a larger every",
-            humantime::format_duration(every)
-        )));
-    }
-    let functions: Vec<&str> = match p.functions.as_deref() {
-        None => FUNCTIONS.to_vec(),
-        Some(list) => {
-            let mut out = Vec::new();
-            for f in list.split(',').map(str::trim) {
-                if !FUNCTIONS.contains(&f) {
-                    return Err(ApiError::bad(format!(
-                        "fn={f:?}: expected a comma-separated list of {}",
-                        FUNCTIONS.join(", ")
-                    )));
-                }
-                out.push(f);
-            }
-            out
-        }
-    };
-    let group_by_device = match p.group_by.as_deref() {
-        None => false,
-        Some("device") => true,
-        Some(other) => return Err(ApiError::bad(format!("group_by={other:?}: only device"))),
-    };
-    let query = AggregateQuery {
-        metric: spec.name.to_owned(),
-        city: p.city.as_deref().map(params::parse_city).transpose()?,
-        domain: p.domain.as_deref().map(params::parse_domain).transpose()?,
-        device_id: p.device,
-        from,
-        to,
-        every_ms: every.as_millis() as i64,
-        group_by_device,
-    };
-    let buckets = state.store.aggregates(&query).await?;
-    let rows: Vec<Value> = buckets
-        .into_iter()
-        .map(|b| {
-            let mut row = Map::new();
-            row.insert("bucket_start".into(), json!(b.bucket_start));
-            row.insert("bucket_end".into(), json!(b.bucket_end));
-            if group_by_device {
-                row.insert("device_id".into(), json!(b.device_id));
-            }
-            for f in &functions {
-                let v = match *f {
-                    "mean" => json!(b.mean),
-                    "min" => json!(b.min),
-                    "max" => json!(b.max),
-                    "count" => json!(b.count),
-                    _ => json!(b.sum),
-                };
-                row.insert((*f).into(), v);
-            }
-            Value::Object(row)
-        })
-        .collect();
-    Ok(Json(json!({
-        "metric": spec.name,
-        "unit": spec.unit,
-        "every": humantime::format_duration(every).to_string(),
-        "timezone": "+07:00",
-        "from": from,
-        "to": to,
-        "buckets": rows,
-    })))
+) -> ApiResult<Aggregates> {
+    let request = Request::parse(p)?;
+    let buckets = state.store.aggregates(&request.query).await?;
+    Ok(Json(request.answer(buckets)))
 }

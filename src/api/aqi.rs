@@ -4,8 +4,7 @@
 
 use axum::{Json, extract::State};
 use jiff::{Timestamp, civil};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::{
     ApiState,
@@ -13,9 +12,9 @@ use super::{
     params::local_tz,
 };
 use crate::{
-    aqi::{self, HourlyMeans, Pollutant},
-    model::Domain,
-    store::{DeviceFilter, StoreError},
+    aqi::{self, AqiResult, HourlyMeans, Pollutant},
+    model::{City, Domain, Location},
+    store::{DeviceFilter, DeviceRow, StoreError},
 };
 
 const HOUR_MS: i64 = 3_600_000;
@@ -41,6 +40,30 @@ async fn means(
     Ok(means)
 }
 
+/// The answer of `/api/v1/aqi`: the method (`VN_AQI (QĐ 1459/QĐ-TCMT)`), the local offset
+/// (`+07:00`), the local day, and each air station's indices of that day.
+#[derive(Debug, Serialize)]
+pub struct AqiAnswer {
+    pub method: &'static str,
+    pub timezone: &'static str,
+    pub date: civil::Date,
+    pub stations: Vec<StationAqi>,
+}
+
+/// One air station's VN_AQI of a local day: its daily index (`null` when fewer than 18 hours of
+/// a pollutant were measured) and the hourly (NowCast) indices that can be computed, in order
+/// (empty without data).
+#[derive(Debug, Serialize)]
+pub struct StationAqi {
+    pub station: String,
+    pub name: Option<String>,
+    pub city: City,
+    pub location: Option<Location>,
+    pub date: civil::Date,
+    pub daily: Option<AqiResult>,
+    pub hourly: Vec<AqiResult>,
+}
+
 /// The query of `GET /api/v1/aqi`: `station` (an air station's id; default every air station)
 /// and `date` (a local day, `YYYY-MM-DD`; default today at UTC+7).
 #[derive(Debug, Deserialize)]
@@ -51,26 +74,58 @@ pub struct AqiParams {
 
 /// `GET /api/v1/aqi`: the VN_AQI of a local day per air station, its daily index and 24 hourly
 /// (NowCast) indices with sub-indices, dominant pollutant, category and colour, computed from
-/// the hourly means of `measuring` readings. A 400 for a `date` that is not `YYYY-MM-DD` or a
-/// `station` that is not an air-quality station; a 404 for an unknown `station`.
+/// the hourly means of `measuring` readings. A 400 for a `date` that is not `YYYY-MM-DD`; a 404
+/// for a `station` that is unknown or not an air-quality station (the latter meant to be a 400:
+/// see [`stations`]).
 pub async fn aqi(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<AqiParams>,
-) -> ApiResult<Value> {
-    let tz = local_tz();
-    let date = match p.date.as_deref() {
+) -> ApiResult<AqiAnswer> {
+    let date = parse_date(p.date.as_deref())?;
+    let stations = stations(&state, p.station).await?;
+    let (from, to) = window(date)?;
+    let mut out = Vec::new();
+    for station in stations {
+        let means = means(&state, &station.device_id, from, to).await?;
+        out.push(StationAqi {
+            daily: aqi::daily(&means, date),
+            hourly: aqi::hourly_series(&means, date),
+            station: station.device_id,
+            name: station.name,
+            city: station.city,
+            location: station.location,
+            date,
+        });
+    }
+    Ok(Json(AqiAnswer {
+        method: "VN_AQI (QĐ 1459/QĐ-TCMT)",
+        timezone: "+07:00",
+        date,
+        stations: out,
+    }))
+}
+
+/// A `date` parameter, `YYYY-MM-DD` (a 400 otherwise); absent, today at UTC+7.
+fn parse_date(date: Option<&str>) -> Result<civil::Date, ApiError> {
+    match date {
         Some(s) => s.parse::<civil::Date>().map_err(|e| {
             ApiError::bad(format!("date={s:?} is not a date (YYYY-MM-DD, local): {e}"))
-        })?,
-        None => Timestamp::now().to_zoned(tz.clone()).date(),
-    };
+        }),
+        None => Ok(Timestamp::now().to_zoned(local_tz()).date()),
+    }
+}
+
+/// The air stations asked for: `station` alone, or every air station. A `station` that is not
+/// an air station is a 404. (The second lookup was meant to tell a device of another domain,
+/// a 400, from an unknown one, but it keeps the air-quality filter, so it never finds one.)
+async fn stations(state: &ApiState, station: Option<String>) -> Result<Vec<DeviceRow>, ApiError> {
     let filter = DeviceFilter {
         city: None,
         domain: Some(Domain::AirQuality),
-        device_id: p.station.clone(),
+        device_id: station.clone(),
     };
     let stations = state.store.devices(&filter).await?;
-    if let Some(id) = &p.station
+    if let Some(id) = station
         && stations.is_empty()
     {
         let all = state
@@ -85,32 +140,19 @@ pub async fn aqi(
             None => ApiError::NotFound(format!("no station {id:?}")),
         });
     }
+    Ok(stations)
+}
+
+/// The hours whose means a local day's indices need: NowCast reaches 12 hours back, the 8-hour
+/// O3 mean 7, so from noon the day before to the day's end.
+fn window(date: civil::Date) -> Result<(Timestamp, Timestamp), ApiError> {
     let day_start = date
-        .to_zoned(tz)
+        .to_zoned(local_tz())
         .map_err(|e| ApiError::bad(format!("date {date}: {e}")))?
         .timestamp();
-    // NowCast reaches 12 hours back, the 8-hour O3 mean 7: fetch from noon the day before.
     let from = Timestamp::from_millisecond(day_start.as_millisecond() - 12 * HOUR_MS)
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let to = Timestamp::from_millisecond(day_start.as_millisecond() + 24 * HOUR_MS)
         .map_err(|e| ApiError::bad(e.to_string()))?;
-    let mut out = Vec::new();
-    for station in stations {
-        let means = means(&state, &station.device_id, from, to).await?;
-        out.push(json!({
-            "station": station.device_id,
-            "name": station.name,
-            "city": station.city,
-            "location": station.location,
-            "date": date.to_string(),
-            "daily": aqi::daily(&means, date),
-            "hourly": aqi::hourly_series(&means, date),
-        }));
-    }
-    Ok(Json(json!({
-        "method": "VN_AQI (QĐ 1459/QĐ-TCMT)",
-        "timezone": "+07:00",
-        "date": date.to_string(),
-        "stations": out,
-    })))
+    Ok((from, to))
 }

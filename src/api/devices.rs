@@ -1,7 +1,7 @@
 //! `/api/v1/devices`: the device list with latest values and online state, one device, and one
 //! device's series.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
@@ -9,7 +9,6 @@ use axum::{
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::{
     ApiState,
@@ -17,7 +16,7 @@ use super::{
     params,
 };
 use crate::health::{self, Presence};
-use crate::store::{DeviceFilter, DeviceRow};
+use crate::store::{DeviceFilter, DeviceRow, Point};
 
 /// A device with its online state, as the API shows it.
 #[derive(Debug, Serialize)]
@@ -42,6 +41,26 @@ pub fn view(device: DeviceRow, state: &ApiState, now: Timestamp) -> DeviceView {
     }
 }
 
+/// The answer of `/api/v1/devices`: the devices selected, in the store's order, and how many.
+#[derive(Debug, Serialize)]
+pub struct DeviceList {
+    pub count: usize,
+    pub devices: Vec<DeviceView>,
+}
+
+/// The answer of `/api/v1/devices/{id}/series`: the device's readings of `metric` in
+/// `[from, to)`, oldest first, in `unit` (the metric's canonical unit), and how many.
+#[derive(Debug, Serialize)]
+pub struct Series {
+    pub device_id: String,
+    pub metric: String,
+    pub unit: Arc<str>,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub count: usize,
+    pub points: Vec<Point>,
+}
+
 /// The query of `GET /api/v1/devices`: `city`, `domain` and `status` (`online`, `offline` or
 /// `never`), each optional.
 #[derive(Debug, Deserialize)]
@@ -57,23 +76,13 @@ pub struct ListParams {
 pub async fn list(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<ListParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<DeviceList> {
     let filter = DeviceFilter {
         city: p.city.as_deref().map(params::parse_city).transpose()?,
         domain: p.domain.as_deref().map(params::parse_domain).transpose()?,
         device_id: None,
     };
-    let wanted = match p.status.as_deref() {
-        None => None,
-        Some("online") => Some(Presence::Online),
-        Some("offline") => Some(Presence::Offline),
-        Some("never") => Some(Presence::Never),
-        Some(other) => {
-            return Err(ApiError::bad(format!(
-                "status={other:?}: expected online, offline or never"
-            )));
-        }
-    };
+    let wanted = p.status.as_deref().map(parse_status).transpose()?;
     let now = Timestamp::now();
     let devices: Vec<DeviceView> = state
         .store
@@ -83,7 +92,22 @@ pub async fn list(
         .map(|d| view(d, &state, now))
         .filter(|d| wanted.is_none_or(|w| d.state == w))
         .collect();
-    Ok(Json(json!({ "count": devices.len(), "devices": devices })))
+    Ok(Json(DeviceList {
+        count: devices.len(),
+        devices,
+    }))
+}
+
+/// A `status` parameter: `online`, `offline` or `never`; anything else is a 400.
+fn parse_status(s: &str) -> Result<Presence, ApiError> {
+    match s {
+        "online" => Ok(Presence::Online),
+        "offline" => Ok(Presence::Offline),
+        "never" => Ok(Presence::Never),
+        other => Err(ApiError::bad(format!(
+            "status={other:?}: expected online, offline or never"
+        ))),
+    }
 }
 
 async fn find(state: &ApiState, id: &str) -> Result<DeviceRow, ApiError> {
@@ -126,21 +150,9 @@ pub async fn series(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<SeriesParams>,
-) -> ApiResult<Value> {
+) -> ApiResult<Series> {
     let device = find(&state, &id).await?;
-    let metrics: Vec<&str> = device.latest.iter().map(|l| &*l.metric).collect();
-    let Some(metric) = p.metric else {
-        return Err(ApiError::bad(format!(
-            "metric is required; device {id} has: {}",
-            metrics.join(", ")
-        )));
-    };
-    let Some(latest) = device.latest.iter().find(|l| *l.metric == *metric) else {
-        return Err(ApiError::bad(format!(
-            "device {id} has no metric {metric:?}; it has: {}",
-            metrics.join(", ")
-        )));
-    };
+    let (metric, unit) = metric_of(&id, &device, p.metric)?;
     let (from, to) = params::time_range(
         p.from.as_deref(),
         p.to.as_deref(),
@@ -152,13 +164,36 @@ pub async fn series(
         return Err(ApiError::bad("limit must be between 1 and 100000"));
     }
     let points = state.store.series(&id, &metric, from, to, limit).await?;
-    Ok(Json(json!({
-        "device_id": id,
-        "metric": metric,
-        "unit": latest.unit,
-        "from": from,
-        "to": to,
-        "count": points.len(),
-        "points": points,
-    })))
+    Ok(Json(Series {
+        device_id: id,
+        metric,
+        unit,
+        from,
+        to,
+        count: points.len(),
+        points,
+    }))
+}
+
+/// The `metric` asked of device `id` and its unit: a 400 when it is missing or the device has
+/// no value of it, listing the metrics it has.
+fn metric_of(
+    id: &str,
+    device: &DeviceRow,
+    metric: Option<String>,
+) -> Result<(String, Arc<str>), ApiError> {
+    let metrics: Vec<&str> = device.latest.iter().map(|l| &*l.metric).collect();
+    let Some(metric) = metric else {
+        return Err(ApiError::bad(format!(
+            "metric is required; device {id} has: {}",
+            metrics.join(", ")
+        )));
+    };
+    match device.latest.iter().find(|l| *l.metric == *metric) {
+        Some(latest) => Ok((metric, Arc::clone(&latest.unit))),
+        None => Err(ApiError::bad(format!(
+            "device {id} has no metric {metric:?}; it has: {}",
+            metrics.join(", ")
+        ))),
+    }
 }

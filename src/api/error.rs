@@ -7,8 +7,7 @@ use axum::{
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
-use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::store::StoreError;
 
@@ -45,17 +44,25 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer: `error`, a message for a person ("internal error" for a
+/// store failure), and `status`, the answer's HTTP status code again.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub status: u16,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = %e, "API request failed.");
         }
         let status = self.status_code();
-        (
-            status,
-            Json(json!({ "error": self.to_string(), "status": status.as_u16() })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: self.to_string(),
+            status: status.as_u16(),
+        };
+        (status, Json(body)).into_response()
     }
 }
 

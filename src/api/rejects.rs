@@ -42,6 +42,18 @@ pub async fn rejects(
     State(state): State<ApiState>,
     ApiQuery(p): ApiQuery<RejectParams>,
 ) -> ApiResult<RejectsResponse> {
+    let filter = filter(&state, p)?;
+    let rows = state.store.rejects(&filter).await?;
+    let counts = state.store.reject_counts().await?;
+    Ok(Json(RejectsResponse {
+        counts,
+        rejects: rows,
+    }))
+}
+
+/// The store filter of `p`, checked in this order: `feed` (one of `state`'s configured feeds),
+/// `reason`, `limit` (default 100), `from`, `to`. The first bad one is the 400.
+fn filter(state: &ApiState, p: RejectParams) -> Result<RejectFilter, ApiError> {
     if let Some(feed) = &p.feed
         && !state.config.feeds.iter().any(|f| &f.name == feed)
     {
@@ -60,27 +72,13 @@ pub async fn rejects(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad("limit must be between 1 and 1000"));
     }
-    let from = p
-        .from
-        .as_deref()
-        .map(|s| params::parse_time("from", s))
-        .transpose()?;
-    let to =
-        p.to.as_deref()
-            .map(|s| params::parse_time("to", s))
-            .transpose()?;
-    let filter = RejectFilter {
+    let time = |name, s: Option<&str>| s.map(|s| params::parse_time(name, s)).transpose();
+    Ok(RejectFilter {
+        from: time("from", p.from.as_deref())?,
+        to: time("to", p.to.as_deref())?,
         feed: p.feed,
         reason: p.reason,
-        from,
-        to,
         limit,
         before_id: p.before_id,
-    };
-    let rows = state.store.rejects(&filter).await?;
-    let counts = state.store.reject_counts().await?;
-    Ok(Json(RejectsResponse {
-        counts,
-        rejects: rows,
-    }))
+    })
 }
