@@ -102,16 +102,11 @@ impl App {
     /// order: the embedded broker, the store, the API listener, the feeds, the alerts, the
     /// store's threads, the background tasks and the API.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let config = Arc::new(config);
-        let metrics = api::metrics_handle();
+        api::metrics_handle(); // installs the recorder before anything records
         if config.broker.enabled {
             broker::start(config.broker.listen)?;
         }
-        let store = Store::open(&config.store, &config.devices)
-            .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
-        let listener = TcpListener::bind(config.api.listen)
-            .await
-            .with_context(|| format!("binding the API listener on {}", config.api.listen))?;
+        let (store, listener) = open_store_and_listener(&config).await?;
         let api_addr = listener.local_addr()?;
 
         let ingest = Stage::default();
@@ -127,15 +122,7 @@ impl App {
 
         let api = Stage::default();
         let wakes = running_alerts.map(|a| a.wakes).unwrap_or_default();
-        let state = ApiState::new(
-            Arc::clone(&config),
-            store.clone(),
-            stats.clone(),
-            forward_stats,
-            wakes,
-            metrics,
-            ingest.stop.clone(),
-        );
+        let state = api_state(&config, &store, &stats, forward_stats, wakes, &ingest);
         api.spawn(api::serve(listener, state, api.stop.clone()));
         info!(
             api = %format!("http://{api_addr}"),
@@ -193,6 +180,44 @@ impl App {
         info!("Stopped.");
         Ok(())
     }
+}
+
+/// Open the store and bind the API's listener: the two things that fail on a bad path or a
+/// taken port, before anything starts.
+async fn open_store_and_listener(config: &Config) -> anyhow::Result<(Store, TcpListener)> {
+    let store = Store::open(&config.store, &config.devices)
+        .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding the API listener on {}", config.api.listen))?;
+    Ok((store, listener))
+}
+
+/// What the API's handlers reach; `/readyz` turns 503 once `ingest` is asked to stop.
+fn api_state(
+    config: &Config,
+    store: &Store,
+    feeds: &[Arc<FeedStats>],
+    forward_stats: Arc<ForwardStats>,
+    wakes: alert::Wakes,
+    ingest: &Stage,
+) -> ApiState {
+    let served = api::ServiceConfig {
+        api: config.api.clone(),
+        ingest: config.ingest.clone(),
+        feeds: config.feeds.clone(),
+    };
+    let metrics = api::metrics_handle();
+    let draining = ingest.stop.clone();
+    ApiState::new(
+        served,
+        store.clone(),
+        feeds.to_vec(),
+        forward_stats,
+        wakes,
+        metrics,
+        draining,
+    )
 }
 
 /// Connect every feed and start its decode task, all on `ingest`.

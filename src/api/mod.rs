@@ -24,13 +24,25 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
-use crate::{config::Config, influx::ForwardStats, stats::FeedStats, store::Store};
+use crate::{
+    influx::ForwardStats, pipeline::IngestConfig, source::FeedConfig, stats::FeedStats,
+    store::Store,
+};
 pub use config::ApiConfig;
+
+/// The parts of the configuration the API reads: its own section, the ingest limits (for device
+/// presence and feed silence) and the feeds.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub api: ApiConfig,
+    pub ingest: IngestConfig,
+    pub feeds: Vec<FeedConfig>,
+}
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    pub config: Arc<Config>,
+    pub config: Arc<ServiceConfig>,
     pub store: Store,
     pub feeds: Arc<[Arc<FeedStats>]>,
     /// The InfluxDB forwarder's state (disabled when not configured).
@@ -49,7 +61,7 @@ impl ApiState {
     /// `config.feeds`, and an empty overview cache refreshed every `api.overview_refresh`.
     /// Nothing is read or spawned here: [`serve`] starts the overview's refresh.
     pub fn new(
-        config: Arc<Config>,
+        config: ServiceConfig,
         store: Store,
         feeds: Vec<Arc<FeedStats>>,
         influx: Arc<ForwardStats>,
@@ -63,7 +75,7 @@ impl ApiState {
             influx,
             webhook_wakes,
             overview: Arc::new(overview::OverviewCache::new(config.api.overview_refresh)),
-            config,
+            config: Arc::new(config),
             metrics,
             draining,
         }
