@@ -181,6 +181,7 @@ impl Config {
     /// position in the file (entries that failed to parse are already reported and absent
     /// here). The alert rules are parsed here, once.
     fn validate(&mut self, problems: &mut Problems, feed_index: &[usize], device_index: &[usize]) {
+        self.api.validate(problems);
         self.store.validate(problems);
         self.ingest.validate(problems);
         self.simulator.validate(problems);

@@ -60,6 +60,7 @@ pub mod alert;
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 
 pub mod devtools;

@@ -36,6 +36,9 @@ enum Command {
     /// Load generator for the benchmarks (loopback only): publish the three formats, or count
     /// as a null QoS 1 subscriber, or probe API latency.
     Loadgen(cli::LoadgenArgs),
+    /// Create, list or revoke the API's bearer tokens.
+    #[command(subcommand)]
+    Token(cli::TokenCommand),
     /// Run only the simulator of the three IOCs, publishing to `--broker`.
     Simulate {
         /// Broker URL (default: simulator.broker from the configuration).
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
         } => cli::try_mapping(&config, &feed, &payload, topic.as_deref()),
         Command::Simulate { broker } => cli::simulate(config, broker),
         Command::Loadgen(args) => cli::loadgen(args),
+        Command::Token(command) => cli::token(&config, command),
         Command::Run | Command::PrintDefaultConfig => cli::run(config),
     };
     match result {

@@ -7,14 +7,16 @@ use axum::{Json, extract::State};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::auth::visible_city;
 use super::{
     ApiState,
     error::{ApiError, ApiQuery, ApiResult},
     params,
 };
 use crate::{
+    auth::Caller,
     normalise::catalog::{self, MetricSpec},
-    store::{AggregateQuery, Bucket},
+    store::{AggregateQuery, Bucket, DeviceFilter},
 };
 
 const FUNCTIONS: [&str; 5] = ["mean", "min", "max", "count", "sum"];
@@ -232,9 +234,66 @@ fn check_bucket_count(from: Timestamp, to: Timestamp, every: Duration) -> Result
 /// is no error: it has no buckets.
 pub async fn aggregates(
     State(state): State<ApiState>,
+    caller: Caller,
     ApiQuery(p): ApiQuery<AggregateParams>,
 ) -> ApiResult<Aggregates> {
     let request = Request::parse(p)?;
-    let buckets = state.store.aggregates(&request.query).await?;
+    visible_city(&caller, request.query.city)?;
+    let buckets = visible_buckets(&state, &caller, &request.query).await?;
     Ok(Json(request.answer(buckets)))
+}
+
+/// The buckets of `query` over the caller's cities only. A device of a city the caller may not
+/// see has no buckets, as an unknown one; without a city or a device, each city the caller sees
+/// is asked for and their buckets combined.
+async fn visible_buckets(
+    state: &ApiState,
+    caller: &Caller,
+    query: &AggregateQuery,
+) -> Result<Vec<Bucket>, ApiError> {
+    if let Some(id) = &query.device_id {
+        let filter = DeviceFilter {
+            device_id: Some(id.clone()),
+            ..DeviceFilter::default()
+        };
+        let devices = state.store.devices(&filter).await?;
+        if devices.iter().any(|d| !caller.sees(d.city)) {
+            return Ok(Vec::new());
+        }
+    }
+    let Some(cities) = caller.cities.filter().filter(|_| query.city.is_none()) else {
+        return Ok(state.store.aggregates(query).await?);
+    };
+    let mut buckets = Vec::new();
+    for city in cities {
+        let one = AggregateQuery {
+            city: Some(city),
+            ..query.clone()
+        };
+        buckets.extend(state.store.aggregates(&one).await?);
+    }
+    Ok(combine(buckets, query.group_by_device))
+}
+
+/// Buckets of several cities as one answer: by device, side by side in the store's order
+/// (time, then device); otherwise each interval's buckets merged into one.
+fn combine(mut buckets: Vec<Bucket>, group_by_device: bool) -> Vec<Bucket> {
+    buckets.sort_by(|a, b| (a.bucket_start, &a.device_id).cmp(&(b.bucket_start, &b.device_id)));
+    if group_by_device {
+        return buckets;
+    }
+    let mut out: Vec<Bucket> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match out.last_mut() {
+            Some(last) if last.bucket_start == b.bucket_start => {
+                last.count += b.count;
+                last.sum += b.sum;
+                last.min = last.min.min(b.min);
+                last.max = last.max.max(b.max);
+                last.mean = last.sum / last.count as f64;
+            }
+            _ => out.push(b),
+        }
+    }
+    out
 }

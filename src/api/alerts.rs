@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::auth::{ClientAddr, visible_city};
 use super::{
     ApiState,
     error::{ApiError, ApiQuery, ApiResult},
@@ -16,7 +17,9 @@ use super::{
 };
 use crate::{
     alert::notify,
-    store::{AlertFilter, AlertRow, OutboxRow},
+    auth::Caller,
+    model::City,
+    store::{AlertFilter, AlertRow, AuditEntry, OutboxRow},
 };
 
 /// The answer of `GET /api/v1/alerts`.
@@ -88,6 +91,7 @@ pub struct ListParams {
 /// unknown `state`, `city` or `severity`, or a `limit` that is not a number from 1 to 10,000.
 pub async fn list(
     State(state): State<ApiState>,
+    caller: Caller,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<AlertList> {
     let wanted = match p.state.as_deref() {
@@ -108,17 +112,30 @@ pub async fn list(
         )));
     }
     let city = p.city.as_deref().map(params::parse_city).transpose()?;
+    let city = visible_city(&caller, city)?;
     let limit = p.limit.unwrap_or(200);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad("limit must be between 1 and 10000"));
     }
-    let filter = AlertFilter {
-        state: wanted,
-        city: city.map(|c| c.as_str().to_owned()),
-        severity: p.severity,
-        limit,
+    // Each city the caller sees, asked for separately unless it sees them all, then merged
+    // newest first: the store's order.
+    let cities: Vec<Option<City>> = match (city, caller.cities.filter()) {
+        (Some(c), _) => vec![Some(c)],
+        (None, None) => vec![None],
+        (None, Some(cs)) => cs.into_iter().map(Some).collect(),
     };
-    let alerts = state.store.alerts(&filter).await?;
+    let mut alerts = Vec::new();
+    for city in cities {
+        let filter = AlertFilter {
+            state: wanted.clone(),
+            city: city.map(|c| c.as_str().to_owned()),
+            severity: p.severity.clone(),
+            limit,
+        };
+        alerts.extend(state.store.alerts(&filter).await?);
+    }
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.id));
+    alerts.truncate(limit as usize);
     Ok(Json(AlertList {
         count: alerts.len(),
         alerts,
@@ -132,63 +149,102 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
 
 /// `GET /api/v1/alerts/{id}`: one incident. A 400 when `id` is not a number, a 404 when no
 /// incident has it.
-pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<AlertRow> {
+pub async fn one(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<AlertRow> {
     let id = parse_id(&id)?;
-    let alert = state
-        .store
-        .alert(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
-    Ok(Json(alert))
+    Ok(Json(visible_alert(&state, &caller, id).await?))
 }
 
-/// The body of `POST /api/v1/alerts/{id}/ack`: who acknowledges (`by`, required, not blank) and
-/// an optional `comment`.
-#[derive(Debug, Deserialize)]
+/// Incident `id`; a 404 when there is none or the caller may not see its city (the same
+/// answer).
+async fn visible_alert(state: &ApiState, caller: &Caller, id: i64) -> Result<AlertRow, ApiError> {
+    (state.store.alert(id).await?)
+        .filter(|a| a.city.parse::<City>().is_ok_and(|c| caller.sees(c)))
+        .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))
+}
+
+/// The body of `POST /api/v1/alerts/{id}/ack`: an optional `comment`. Who acknowledges is the
+/// token's name; a body that tries to say otherwise (`by`) is refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Ack {
-    by: Option<String>,
     comment: Option<String>,
 }
 
-/// `POST /api/v1/alerts/{id}/ack`: record who acknowledged the incident, when and why, and
-/// answer the updated incident. A second acknowledgement replaces the first; the incident's
-/// state and notifications are unaffected. A 400 when `id` is not a number, the body is not
-/// such JSON, or `by` is missing or blank; a 404 when no incident has that id.
+/// `POST /api/v1/alerts/{id}/ack`: record that the caller acknowledged the incident, when, from
+/// where and why (in the incident and the audit log), and answer the updated incident. A
+/// second acknowledgement replaces the first; the incident's state and notifications are
+/// unaffected. A 400 when `id` is not a number or the body is not such JSON (an empty body is
+/// no comment); a 404 when no incident of the caller's cities has that id.
 pub async fn ack(
     State(state): State<ApiState>,
+    caller: Caller,
+    ClientAddr(client): ClientAddr,
     Path(id): Path<String>,
-    body: Result<Json<Ack>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> ApiResult<AlertRow> {
     let id = parse_id(&id)?;
-    let Json(ack) = body.map_err(|e| {
-        ApiError::bad(format!(
-            "body must be JSON {{\"by\": \"…\", \"comment\": \"…\"}}: {}",
-            e.body_text()
-        ))
-    })?;
-    let by = ack
-        .by
-        .filter(|b| !b.trim().is_empty())
-        .ok_or_else(|| ApiError::bad("\"by\" (who acknowledges) is required"))?;
-    let alert = state
+    let ack: Ack = if body.iter().all(u8::is_ascii_whitespace) {
+        Ack::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad(format!(
+                "body must be JSON {{\"comment\": \"…\"}} (who acknowledges is the token's name): {e}"
+            ))
+        })?
+    };
+    let alert = visible_alert(&state, &caller, id).await?;
+    let acked = (state
         .store
-        .ack_alert(id, by, ack.comment)
-        .await?
+        .ack_alert(id, caller.name.clone(), ack.comment.clone())
+        .await?)
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
-    Ok(Json(alert))
+    let entry = audit_entry(
+        &caller,
+        "ack",
+        format!("alert/{id}"),
+        Some(alert.city),
+        client,
+        ack.comment,
+    );
+    state.store.audit(entry).await?;
+    Ok(Json(acked))
+}
+
+/// An audit-log entry of `caller` doing `action` to `object` now.
+fn audit_entry(
+    caller: &Caller,
+    action: &str,
+    object: String,
+    city: Option<String>,
+    client: Option<std::net::SocketAddr>,
+    comment: Option<String>,
+) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at: Timestamp::now(),
+        actor: caller.name.clone(),
+        action: action.to_owned(),
+        object,
+        city,
+        client: client.map(|a| a.ip().to_string()),
+        comment,
+    }
 }
 
 /// `GET /api/v1/webhooks/dead-letters`: every notification given up on (refused by its
 /// receiver with a 4xx, or out of attempts), oldest first, with the alerts it carried and its
 /// last attempt's status and error. It takes no parameters.
-pub async fn dead_letters(State(state): State<ApiState>) -> ApiResult<DeadLetters> {
-    let dead_letters: Vec<DeadLetter> = state
-        .store
-        .dead_letters()
-        .await?
-        .into_iter()
-        .map(DeadLetter::from)
-        .collect();
+pub async fn dead_letters(State(state): State<ApiState>, caller: Caller) -> ApiResult<DeadLetters> {
+    let mut dead_letters = Vec::new();
+    for row in state.store.dead_letters().await? {
+        if visible_alert(&state, &caller, row.alert_id).await.is_ok() {
+            dead_letters.push(DeadLetter::from(row));
+        }
+    }
     Ok(Json(DeadLetters {
         count: dead_letters.len(),
         dead_letters,
@@ -199,10 +255,20 @@ pub async fn dead_letters(State(state): State<ApiState>) -> ApiResult<DeadLetter
 /// queue, due now with its attempts reset, and wake the receiver's delivery task. A 400 when
 /// `id` is not a number; a 404 when it is not a dead letter's (a pending or delivered
 /// notification's included).
-pub async fn replay(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Replayed> {
+pub async fn replay(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ClientAddr(client): ClientAddr,
+    Path(id): Path<String>,
+) -> ApiResult<Replayed> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad(format!("{id:?} is not a dead-letter id")))?;
+    let not_found = || ApiError::NotFound(format!("no dead letter {id}"));
+    let dead = (state.store.dead_letters().await?.into_iter())
+        .find(|d| d.id == id)
+        .ok_or_else(not_found)?;
+    let alert = (visible_alert(&state, &caller, dead.alert_id).await).map_err(|_| not_found())?;
     let receiver = state
         .store
         .replay_dead_letter(id)
@@ -211,9 +277,51 @@ pub async fn replay(State(state): State<ApiState>, Path(id): Path<String>) -> Ap
     if let Some(w) = state.webhook_wakes.get(&receiver) {
         w.notify_one();
     }
+    let entry = audit_entry(
+        &caller,
+        "replay",
+        format!("dead_letter/{id}"),
+        Some(alert.city),
+        client,
+        None,
+    );
+    state.store.audit(entry).await?;
     Ok(Json(Replayed {
         id,
         receiver,
         state: "pending",
+    }))
+}
+
+/// The answer of `GET /api/v1/audit`.
+#[derive(Debug, Serialize)]
+pub struct AuditLog {
+    pub count: usize,
+    pub entries: Vec<AuditEntry>,
+}
+
+/// The query of `GET /api/v1/audit`: `limit` (default 200).
+#[derive(Debug, Deserialize)]
+pub struct AuditParams {
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/audit`: who acknowledged and replayed what, when and from where, newest first,
+/// of the caller's cities. A 400 for a `limit` that is not a number from 1 to 10,000.
+pub async fn audit(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<AuditParams>,
+) -> ApiResult<AuditLog> {
+    let limit = p.limit.unwrap_or(200);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad("limit must be between 1 and 10000"));
+    }
+    let cities =
+        (caller.cities.filter()).map(|cs| cs.iter().map(|c| c.as_str().to_owned()).collect());
+    let entries = state.store.audit_log(cities, limit as usize).await?;
+    Ok(Json(AuditLog {
+        count: entries.len(),
+        entries,
     }))
 }

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     aqi::{self, AqiResult, HourlyMeans, Pollutant},
+    auth::Caller,
     model::{City, Domain, Location},
     store::{DeviceFilter, DeviceRow, StoreError},
 };
@@ -74,15 +75,16 @@ pub struct AqiParams {
 
 /// `GET /api/v1/aqi`: the VN_AQI of a local day per air station, its daily index and 24 hourly
 /// (NowCast) indices with sub-indices, dominant pollutant, category and colour, computed from
-/// the hourly means of `measuring` readings. A 400 for a `date` that is not `YYYY-MM-DD`; a 404
-/// for a `station` that is unknown or not an air-quality station (the latter meant to be a 400:
-/// see [`stations`]).
+/// the hourly means of `measuring` readings, for the caller's cities. A 400 for a `date` that
+/// is not `YYYY-MM-DD` or a `station` that is a device of another domain; a 404 for a `station`
+/// that is unknown or of a city the caller may not see.
 pub async fn aqi(
     State(state): State<ApiState>,
+    caller: Caller,
     ApiQuery(p): ApiQuery<AqiParams>,
 ) -> ApiResult<AqiAnswer> {
     let date = parse_date(p.date.as_deref())?;
-    let stations = stations(&state, p.station).await?;
+    let stations = stations(&state, &caller, p.station).await?;
     let (from, to) = window(date)?;
     let mut out = Vec::new();
     for station in stations {
@@ -115,32 +117,34 @@ fn parse_date(date: Option<&str>) -> Result<civil::Date, ApiError> {
     }
 }
 
-/// The air stations asked for: `station` alone, or every air station. A `station` that is not
-/// an air station is a 404. (The second lookup was meant to tell a device of another domain,
-/// a 400, from an unknown one, but it keeps the air-quality filter, so it never finds one.)
-async fn stations(state: &ApiState, station: Option<String>) -> Result<Vec<DeviceRow>, ApiError> {
+/// The air stations asked for, of the caller's cities: `station` alone, or every air station.
+/// A `station` that is unknown or of a city the caller may not see is a 404, one of another
+/// domain a 400.
+async fn stations(
+    state: &ApiState,
+    caller: &Caller,
+    station: Option<String>,
+) -> Result<Vec<DeviceRow>, ApiError> {
     let filter = DeviceFilter {
         city: None,
-        domain: Some(Domain::AirQuality),
+        domain: None,
         device_id: station.clone(),
     };
-    let stations = state.store.devices(&filter).await?;
-    if let Some(id) = station
-        && stations.is_empty()
-    {
-        let all = state
-            .store
-            .devices(&DeviceFilter {
-                device_id: Some(id.clone()),
-                ..filter
-            })
-            .await?;
-        return Err(match all.first() {
-            Some(_) => ApiError::bad(format!("{id} is not an air-quality station")),
-            None => ApiError::NotFound(format!("no station {id:?}")),
-        });
+    let devices = state.store.devices(&filter).await?.into_iter();
+    let visible: Vec<DeviceRow> = devices.filter(|d| caller.sees(d.city)).collect();
+    if let Some(id) = station {
+        return match visible.into_iter().next() {
+            None => Err(ApiError::NotFound(format!("no station {id:?}"))),
+            Some(d) if d.domain != Domain::AirQuality => {
+                Err(ApiError::bad(format!("{id} is not an air-quality station")))
+            }
+            Some(d) => Ok(vec![d]),
+        };
     }
-    Ok(stations)
+    Ok(visible
+        .into_iter()
+        .filter(|d| d.domain == Domain::AirQuality)
+        .collect())
 }
 
 /// The hours whose means a local day's indices need: NowCast reaches 12 hours back, the 8-hour

@@ -10,11 +10,13 @@ use axum::{
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::auth::visible_city;
 use super::{
     ApiState,
     error::{ApiError, ApiQuery, ApiResult},
     params,
 };
+use crate::auth::Caller;
 use crate::health::{self, Presence};
 use crate::store::{DeviceFilter, DeviceRow, Point};
 
@@ -75,10 +77,12 @@ pub struct ListParams {
 /// expected cadence), and their count. A 400 for an unknown `city`, `domain` or `status`.
 pub async fn list(
     State(state): State<ApiState>,
+    caller: Caller,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<DeviceList> {
+    let city = p.city.as_deref().map(params::parse_city).transpose()?;
     let filter = DeviceFilter {
-        city: p.city.as_deref().map(params::parse_city).transpose()?,
+        city: visible_city(&caller, city)?,
         domain: p.domain.as_deref().map(params::parse_domain).transpose()?,
         device_id: None,
     };
@@ -89,6 +93,7 @@ pub async fn list(
         .devices(&filter)
         .await?
         .into_iter()
+        .filter(|d| caller.sees(d.city))
         .map(|d| view(d, &state, now))
         .filter(|d| wanted.is_none_or(|w| d.state == w))
         .collect();
@@ -110,7 +115,9 @@ fn parse_status(s: &str) -> Result<Presence, ApiError> {
     }
 }
 
-async fn find(state: &ApiState, id: &str) -> Result<DeviceRow, ApiError> {
+/// The device `id`; a 404 when there is none or the caller may not see its city (the same
+/// answer, so that a token cannot learn which ids exist elsewhere).
+async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<DeviceRow, ApiError> {
     let filter = DeviceFilter {
         city: None,
         domain: None,
@@ -121,13 +128,17 @@ async fn find(state: &ApiState, id: &str) -> Result<DeviceRow, ApiError> {
         .devices(&filter)
         .await?
         .into_iter()
-        .next()
+        .find(|d| caller.sees(d.city))
         .ok_or_else(|| ApiError::NotFound(format!("no device {id:?}")))
 }
 
 /// `GET /api/v1/devices/{id}`: one device, as the list shows it. A 404 for an unknown id.
-pub async fn one(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<DeviceView> {
-    let device = find(&state, &id).await?;
+pub async fn one(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<DeviceView> {
+    let device = find(&state, &caller, &id).await?;
     Ok(Json(view(device, &state, Timestamp::now())))
 }
 
@@ -148,10 +159,11 @@ pub struct SeriesParams {
 /// a `limit` that is not a number from 1 to 100,000.
 pub async fn series(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<SeriesParams>,
 ) -> ApiResult<Series> {
-    let device = find(&state, &id).await?;
+    let device = find(&state, &caller, &id).await?;
     let (metric, unit) = metric_of(&id, &device, p.metric)?;
     let (from, to) = params::time_range(
         p.from.as_deref(),

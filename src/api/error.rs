@@ -4,7 +4,11 @@
 use axum::{
     Json,
     extract::{FromRequestParts, Query, rejection::QueryRejection},
-    http::{StatusCode, request::Parts},
+    http::{
+        HeaderValue, StatusCode,
+        header::{RETRY_AFTER, WWW_AUTHENTICATE},
+        request::Parts,
+    },
     response::{IntoResponse, Response},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -12,15 +16,26 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::store::StoreError;
 
 /// What a handler answers when it cannot answer the request, as JSON `{"error", "status"}`: 400
-/// for a bad parameter or body, 404 for what does not exist, 500 for a store failure (logged;
-/// the body says only "internal error"), 503 for what cannot be answered now.
+/// for a bad parameter or body, 401 without a valid token (with `WWW-Authenticate: Bearer`), 403
+/// for a token without the scope or the city, 404 for what does not exist (or belongs to a city
+/// the caller may not see), 429 over the rate limit (with `Retry-After`), 500 for a store failure
+/// (logged; the body says only "internal error"), 503 for what cannot be answered now.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A bad parameter: the message says which and why.
     #[error("{0}")]
     BadRequest(String),
+    /// No token, or one that is not valid (the body never says which, nor echoes the token).
+    #[error("a valid bearer token is required")]
+    Unauthorized { invalid_token: bool },
+    /// A valid token without the scope or the city the request needs.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// Over the rate limit; retry after this long.
+    #[error("too many requests; retry in {} s", .0.as_secs().max(1))]
+    TooManyRequests(std::time::Duration),
     #[error("internal error")]
     Internal(#[from] StoreError),
     #[error("{0}")]
@@ -33,11 +48,14 @@ impl ApiError {
         ApiError::BadRequest(message.into())
     }
 
-    /// The HTTP status this error answers with (400, 404, 500 or 503).
+    /// The HTTP status this error answers with.
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -62,7 +80,23 @@ impl IntoResponse for ApiError {
             error: self.to_string(),
             status: status.as_u16(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized { invalid_token } => {
+                let challenge = if invalid_token {
+                    r#"Bearer realm="ioc-aggregator", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="ioc-aggregator""#
+                };
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            ApiError::TooManyRequests(wait) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{ApiState, error::ApiResult};
+use crate::auth::Caller;
 use crate::{
     health::{FeedHealth, feed_health, silence_threshold},
     influx::ForwardSnapshot,
@@ -66,10 +67,10 @@ impl FeedView {
     }
 }
 
-/// `GET /api/v1/feeds`: each configured feed's configuration, health (`healthy`, `silent` or
+/// `GET /api/v1/feeds`: each configured feed of the caller's cities: its configuration, health (`healthy`, `silent` or
 /// `disconnected`), rate, commit lag and counters since start and of all time, and the InfluxDB
 /// forwarder's state. It takes no parameters; only a store failure makes it fail (500).
-pub async fn feeds(State(state): State<ApiState>) -> ApiResult<FeedsResponse> {
+pub async fn feeds(State(state): State<ApiState>, caller: Caller) -> ApiResult<FeedsResponse> {
     let totals = state.store.feed_counters().await?;
     let now = Timestamp::now();
     let silence = silence_threshold(&state.config.ingest);
@@ -78,6 +79,7 @@ pub async fn feeds(State(state): State<ApiState>) -> ApiResult<FeedsResponse> {
         .feeds
         .iter()
         .zip(state.feeds.iter())
+        .filter(|(cfg, _)| caller.sees(cfg.city))
         .map(|(cfg, stats)| {
             let live = stats.snapshot();
             let total = totals.iter().find(|t| t.feed == cfg.name).cloned();

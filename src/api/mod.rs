@@ -4,6 +4,7 @@
 mod aggregates;
 mod alerts;
 mod aqi;
+pub mod auth;
 mod config;
 mod devices;
 pub mod error;
@@ -15,20 +16,28 @@ mod rejects;
 
 use std::{
     net::SocketAddr,
+    num::NonZeroU32,
     sync::{Arc, OnceLock},
 };
 
-use axum::{Router, http::StatusCode, routing::get};
+use axum::{
+    Router,
+    handler::Handler,
+    http::{Method, StatusCode},
+    middleware,
+    routing::{MethodRouter, get, post},
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
+use crate::auth::{Policy, Scope};
 use crate::{
     influx::ForwardStats, pipeline::IngestConfig, source::FeedConfig, stats::FeedStats,
     store::Store,
 };
-pub use config::ApiConfig;
+pub use config::{Anonymous, ApiConfig};
 
 /// The parts of the configuration the API reads: its own section, the ingest limits (for device
 /// presence and feed silence) and the feeds.
@@ -130,48 +139,136 @@ fn spawn_upkeep(handle: PrometheusHandle, every: std::time::Duration) {
     }
 }
 
-/// Every route: `/` (the wall-screen page) and the JSON API under `/api/v1`, traced, where an
-/// unknown path is a JSON 404; and `/metrics`, `/healthz` and `/readyz`, not traced. A request
-/// not answered within `api.request_timeout` gets a 503; CORS allows any origin. The router
-/// starts no task: without [`serve`], nothing refreshes the overview.
-pub fn router(state: ApiState) -> Router {
-    let timeout = state.config.api.request_timeout;
-    let api = Router::new()
-        .route("/overview", get(overview::overview))
-        .route("/cities/{city}", get(overview::city))
-        .route("/devices", get(devices::list))
-        .route("/devices/{id}", get(devices::one))
-        .route("/devices/{id}/series", get(devices::series))
-        .route("/aggregates", get(aggregates::aggregates))
-        .route("/aqi", get(aqi::aqi))
-        .route("/rejects", get(rejects::rejects))
-        .route("/feeds", get(feeds::feeds))
-        .route("/alerts", get(alerts::list))
-        .route("/alerts/{id}", get(alerts::one))
-        .route("/alerts/{id}/ack", axum::routing::post(alerts::ack))
-        .route("/webhooks/dead-letters", get(alerts::dead_letters))
-        .route(
-            "/webhooks/dead-letters/{id}/replay",
-            axum::routing::post(alerts::replay),
+/// One route as declared: method, path and the policy it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub policy: Policy,
+}
+
+/// The routes being declared. A route can only be added with its policy, which wraps its
+/// handler: this is the one place routes are added (a test checks that no other code adds one).
+struct Routes {
+    router: Router<ApiState>,
+    table: Vec<RouteSpec>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    fn get<H: Handler<T, ApiState>, T: 'static>(
+        self,
+        path: &'static str,
+        policy: Policy,
+        h: H,
+    ) -> Routes {
+        self.add(Method::GET, path, policy, get(h))
+    }
+
+    fn post<H: Handler<T, ApiState>, T: 'static>(
+        self,
+        path: &'static str,
+        policy: Policy,
+        h: H,
+    ) -> Routes {
+        self.add(Method::POST, path, policy, post(h))
+    }
+
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        policy: Policy,
+        handler: MethodRouter<ApiState>,
+    ) -> Routes {
+        let guarded = handler.route_layer(middleware::from_fn(move |req, next| {
+            auth::require(policy, req, next)
+        }));
+        self.router = self.router.route(path, guarded);
+        self.table.push(RouteSpec {
+            method,
+            path,
+            policy,
+        });
+        self
+    }
+}
+
+/// The data routes: the page and the JSON API under `/api/v1`, traced.
+fn data_routes() -> Routes {
+    let read = Policy::Scope(Scope::Read);
+    Routes::new()
+        .get("/", Policy::Public, ops_page)
+        .get("/api/v1/overview", read, overview::overview)
+        .get("/api/v1/cities/{city}", read, overview::city)
+        .get("/api/v1/devices", read, devices::list)
+        .get("/api/v1/devices/{id}", read, devices::one)
+        .get("/api/v1/devices/{id}/series", read, devices::series)
+        .get("/api/v1/aggregates", read, aggregates::aggregates)
+        .get("/api/v1/aqi", read, aqi::aqi)
+        .get("/api/v1/rejects", read, rejects::rejects)
+        .get("/api/v1/feeds", read, feeds::feeds)
+        .get("/api/v1/alerts", read, alerts::list)
+        .get("/api/v1/alerts/{id}", read, alerts::one)
+        .post(
+            "/api/v1/alerts/{id}/ack",
+            Policy::Scope(Scope::Ack),
+            alerts::ack,
         )
+        .get("/api/v1/webhooks/dead-letters", read, alerts::dead_letters)
+        .post(
+            "/api/v1/webhooks/dead-letters/{id}/replay",
+            Policy::Scope(Scope::Replay),
+            alerts::replay,
+        )
+        .get("/api/v1/audit", Policy::Scope(Scope::Admin), alerts::audit)
+}
+
+/// The probes and the scrape, not traced: they come every few seconds, and a 503 from
+/// `/readyz` while the service starts or drains is its answer, not a failed request (traced,
+/// every probe of a starting service was logged as an error).
+fn probe_routes() -> Routes {
+    Routes::new()
+        .get("/metrics", Policy::Scope(Scope::Metrics), health::metrics)
+        .get("/healthz", Policy::Public, health::healthz)
+        .get("/readyz", Policy::Public, health::readyz)
+}
+
+/// Every route with its policy, in declaration order.
+pub fn route_table() -> Vec<RouteSpec> {
+    let mut table = data_routes().table;
+    table.extend(probe_routes().table);
+    table
+}
+
+/// Every route behind the gate (a bearer token or the anonymous reader, rate-limited; see
+/// [`auth`]), each with its policy; an unknown path is a JSON 404. A request not answered
+/// within `api.request_timeout` gets a 503; CORS allows any origin (tokens are bearer tokens,
+/// never cookies, so a foreign page cannot borrow one). The router starts no task: without
+/// [`serve`], nothing refreshes the overview.
+pub fn router(state: ApiState) -> Router {
+    let api = &state.config.api;
+    let timeout =
+        TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, api.request_timeout);
+    let gate = Arc::new(auth::Gate::new(
+        state.store.clone(),
+        api.anonymous_read(),
+        NonZeroU32::new(api.rate_limit_per_second).unwrap_or(NonZeroU32::MIN),
+        NonZeroU32::new(api.rate_limit_burst).unwrap_or(NonZeroU32::MIN),
+    ));
+    let data = data_routes().router.layer(TraceLayer::new_for_http());
+    data.merge(probe_routes().router)
         .fallback(|| async {
             error::ApiError::NotFound("no such endpoint; see the README for the API".into())
-        });
-    let timeout = TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout);
-    // Probes and scrapes come every few seconds, and a 503 from `/readyz` while the service
-    // starts or drains is its answer, not a failed request: traced, every probe of a starting
-    // service was logged as an error.
-    let probes = Router::new()
-        .route("/metrics", get(health::metrics))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .layer(timeout);
-    Router::new()
-        .route("/", get(ops_page))
-        .nest("/api/v1", api)
+        })
         .layer(timeout)
-        .layer(TraceLayer::new_for_http())
-        .merge(probes)
+        .layer(middleware::from_fn_with_state(gate, auth::authenticate))
         .layer(CorsLayer::permissive())
         .with_state(state)
 }

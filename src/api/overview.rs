@@ -18,19 +18,24 @@ use axum::{
 use bytes::Bytes;
 use jiff::Timestamp;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use self::summary::CityOverview;
 use super::{ApiState, error::ApiError};
-use crate::{model::City, store::StoreError};
+use crate::{
+    auth::{Caller, Cities},
+    model::City,
+    store::StoreError,
+};
 
 /// The answer of `/api/v1/overview`: when the snapshot was computed, and the summary of each
-/// city in [`City::ALL`]'s order.
+/// city the caller sees, in [`City::ALL`]'s order (`C` is a city's summary, or its JSON).
 #[derive(Debug, Serialize)]
-pub struct OverviewResponse<'a> {
+pub struct OverviewResponse<'a, C: Serialize> {
     pub generated_at: Timestamp,
-    pub cities: &'a [CityOverview],
+    pub cities: &'a [C],
 }
 
 /// The answer of `/api/v1/cities/{city}`: the city's summary as in the overview, with the
@@ -42,23 +47,40 @@ pub struct CityResponse<'a> {
     pub city: &'a CityOverview,
 }
 
-/// `GET /api/v1/overview`: what the wall screens show of the three cities, from the latest
+/// `GET /api/v1/overview`: what the wall screens show of the caller's cities, from the latest
 /// snapshot, computed every `api.overview_refresh` (less often when computing it is slow; its
 /// `generated_at` says when). It takes no parameters; it fails (500) only when there is no
 /// snapshot yet and computing one fails.
-pub async fn overview(State(state): State<ApiState>) -> Result<Response, ApiError> {
+pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
     let snapshot = state.overview.get(&state).await?;
-    Ok(json_response(snapshot.overview.clone()))
+    if caller.cities == Cities::All {
+        return Ok(json_response(snapshot.overview.clone()));
+    }
+    let cities: Vec<&RawValue> = (snapshot.items.iter())
+        .filter(|(c, _)| caller.sees(*c))
+        .map(|(_, item)| item.as_ref())
+        .collect();
+    let body = OverviewResponse {
+        generated_at: snapshot.generated_at,
+        cities: &cities,
+    };
+    Ok(json_response(to_json(&body)))
 }
 
 /// `GET /api/v1/cities/{city}`: one city's part of the latest overview snapshot, with its
 /// `generated_at`. An unknown city (not `thai-nguyen`, `song-cong` or `pho-yen`) is a 404, as it
-/// is part of the path.
+/// is part of the path; a city the caller may not see is a 403.
 pub async fn city(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(city): Path<String>,
 ) -> Result<Response, ApiError> {
     let city: City = city.parse().map_err(ApiError::NotFound)?;
+    if !caller.sees(city) {
+        return Err(ApiError::Forbidden(
+            "this token does not see that city".into(),
+        ));
+    }
     let snapshot = state.overview.get(&state).await?;
     let body = snapshot
         .cities
@@ -87,11 +109,14 @@ pub struct OverviewCache {
 }
 
 /// One computed overview: the bodies of `/api/v1/overview` and of each city's
-/// `/api/v1/cities/{city}`, serialised once and served as they are until the next one.
+/// `/api/v1/cities/{city}`, serialised once and served as they are until the next one, and
+/// each city's item of the overview, from which the overview of some cities is put together.
 #[derive(Debug)]
 pub struct Snapshot {
+    generated_at: Timestamp,
     overview: Bytes,
     cities: Vec<(City, Bytes)>,
+    items: Vec<(City, Box<RawValue>)>,
 }
 
 impl OverviewCache {
@@ -144,7 +169,18 @@ impl OverviewCache {
 impl Snapshot {
     /// The bodies of the overview of `cities` computed at `generated_at`, and of each city.
     fn new(generated_at: Timestamp, cities: &[CityOverview]) -> Snapshot {
+        let items = (cities.iter())
+            .map(|c| {
+                let json = serde_json::to_string(c).expect("overview types always serialise");
+                (
+                    c.city,
+                    RawValue::from_string(json).expect("serde_json wrote JSON"),
+                )
+            })
+            .collect();
         Snapshot {
+            generated_at,
+            items,
             overview: to_json(&OverviewResponse {
                 generated_at,
                 cities,

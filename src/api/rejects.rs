@@ -10,6 +10,7 @@ use super::{
     params,
 };
 use crate::{
+    auth::Caller,
     model::RejectReason,
     store::{RejectCount, RejectFilter, RejectRow},
 };
@@ -40,27 +41,49 @@ pub struct RejectParams {
 /// from 1 to 1,000, or a `before_id` that is not a number.
 pub async fn rejects(
     State(state): State<ApiState>,
+    caller: Caller,
     ApiQuery(p): ApiQuery<RejectParams>,
 ) -> ApiResult<RejectsResponse> {
-    let filter = filter(&state, p)?;
-    let rows = state.store.rejects(&filter).await?;
-    let counts = state.store.reject_counts().await?;
+    let feeds: Vec<&str> = (state.config.feeds.iter())
+        .filter(|f| caller.sees(f.city))
+        .map(|f| f.name.as_str())
+        .collect();
+    let filter = filter(&feeds, p)?;
+    // Each feed the caller sees, asked for separately unless it sees every feed, then merged
+    // newest first: the store's order.
+    let asked: Vec<Option<String>> = match (&filter.feed, feeds.len() == state.config.feeds.len()) {
+        (Some(f), _) => vec![Some(f.clone())],
+        (None, true) => vec![None],
+        (None, false) => feeds.iter().map(|f| Some((*f).to_owned())).collect(),
+    };
+    let mut rows = Vec::new();
+    for feed in asked {
+        let one = RejectFilter {
+            feed,
+            ..filter.clone()
+        };
+        rows.extend(state.store.rejects(&one).await?);
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.id));
+    rows.truncate(filter.limit as usize);
+    let counts = (state.store.reject_counts().await?.into_iter())
+        .filter(|c| feeds.contains(&c.feed.as_str()))
+        .collect();
     Ok(Json(RejectsResponse {
         counts,
         rejects: rows,
     }))
 }
 
-/// The store filter of `p`, checked in this order: `feed` (one of `state`'s configured feeds),
-/// `reason`, `limit` (default 100), `from`, `to`. The first bad one is the 400.
-fn filter(state: &ApiState, p: RejectParams) -> Result<RejectFilter, ApiError> {
+/// The store filter of `p`, checked in this order: `feed` (one of `feeds`, those the caller
+/// sees), `reason`, `limit` (default 100), `from`, `to`. The first bad one is the 400.
+fn filter(feeds: &[&str], p: RejectParams) -> Result<RejectFilter, ApiError> {
     if let Some(feed) = &p.feed
-        && !state.config.feeds.iter().any(|f| &f.name == feed)
+        && !feeds.contains(&feed.as_str())
     {
-        let names: Vec<_> = state.config.feeds.iter().map(|f| f.name.as_str()).collect();
         return Err(ApiError::bad(format!(
             "unknown feed {feed:?}; feeds: {}",
-            names.join(", ")
+            feeds.join(", ")
         )));
     }
     if let Some(reason) = &p.reason

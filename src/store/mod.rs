@@ -12,6 +12,7 @@ mod packed;
 mod quarantine;
 mod query;
 mod schema;
+mod tokens;
 mod writer;
 
 pub(crate) use quarantine::{Quarantined, insert_reject};
@@ -36,12 +37,14 @@ pub use query::{
     AggregateQuery, Bucket, CitySummary, DeviceFilter, DeviceRow, FeedCounters, HourlyMean,
     LatestValue, LogEntry, Point, RejectCount, RejectFilter, RejectRow, StoreStats,
 };
+pub use tokens::{AuditEntry, NewToken, TokenRow};
 pub use writer::{Content, Envelope, Outcome, Partial, PruneStats, StoreWriter};
 
 /// Why a store operation failed: SQLite's error (`Sqlite`), the filesystem's when creating the
 /// store's directory (`Io`), a database written by a newer schema version than this build
 /// understands (`Schema`, from `Store::open`), a log row whose readings blob does not decode
-/// (`Corrupt`), or a query's blocking task that panicked or was cancelled (`Join`).
+/// (`Corrupt`), a query's blocking task that panicked or was cancelled (`Join`), or a write
+/// that would break a rule of the data (`Conflict`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -54,6 +57,9 @@ pub enum StoreError {
     Corrupt(#[from] packed::Corrupt),
     #[error("query task failed: {0}")]
     Join(String),
+    /// The write would break a rule of the data (a second active token of one name).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Handle to the store. Cheap to clone.

@@ -6,7 +6,7 @@ use super::StoreError;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`. [`migrate`] brings older
 /// databases up to it and refuses newer ones.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 const SCHEMA: &str = r#"
 -- One row per device × metric; the writer caches ids. The last_* columns are written every few
@@ -183,6 +183,33 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (receiver, state, id);
 
+-- API bearer tokens (src/auth): never the secret, only its SHA-256 and its public id.
+CREATE TABLE IF NOT EXISTS tokens (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL,
+    token_id     TEXT NOT NULL UNIQUE,
+    secret_hash  BLOB NOT NULL,
+    cities       TEXT NOT NULL,  -- all | city ids separated by commas
+    scopes       TEXT NOT NULL,  -- separated by commas
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    expires_at   INTEGER,
+    revoked_at   INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
+
+-- Who did what through the API: acknowledgements and replays, with the client's address.
+CREATE TABLE IF NOT EXISTS audit (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,  -- the token's name
+    action  TEXT NOT NULL,  -- ack | replay
+    object  TEXT NOT NULL,  -- alert/12 | dead_letter/7
+    city    TEXT,
+    client  TEXT,
+    comment TEXT
+);
+
 -- Positions of log readers (e.g. the InfluxDB forwarder).
 CREATE TABLE IF NOT EXISTS cursors (
     name       TEXT PRIMARY KEY,
@@ -206,63 +233,8 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     tx.execute_batch(SCHEMA)?;
     // Versions up to 5 logged one row per reading, in `readings`; the steps up to version 5
     // work on that table, and the last one packs it into `observations`.
-    let legacy = has_table(&tx, "readings")?;
-    if legacy && version < 5 && !has_column(&tx, "readings", "device_key")? {
-        // Version 5 keyed the readings index by device. The old table's unique key cannot be
-        // dropped in place: the readings are copied over in log order.
-        tx.execute_batch(
-            "ALTER TABLE series ADD COLUMN device_key INTEGER NOT NULL DEFAULT 0;
-             UPDATE series SET device_key =
-                 (SELECT MIN(id) FROM series first WHERE first.device_id = series.device_id);
-             ALTER TABLE readings RENAME TO readings_v4;
-             CREATE TABLE readings (
-                 id          INTEGER PRIMARY KEY,
-                 series_id   INTEGER NOT NULL REFERENCES series (id),
-                 device_key  INTEGER NOT NULL,
-                 observed_at INTEGER NOT NULL,
-                 value       REAL NOT NULL,
-                 status      INTEGER NOT NULL,
-                 received_at INTEGER NOT NULL,
-                 UNIQUE (device_key, observed_at, series_id)
-             );
-             INSERT INTO readings (id, series_id, device_key, observed_at, value, status, received_at)
-             SELECT r.id, r.series_id, s.device_key, r.observed_at, r.value, r.status, r.received_at
-             FROM readings_v4 r JOIN series s ON s.id = r.series_id ORDER BY r.id;
-             DROP TABLE readings_v4;",
-        )?;
-    }
-    if legacy && version < 3 {
-        // Version 3 added the minute rollups (built here from the readings already kept) and
-        // dropped the index on observed_at alone.
-        tx.execute_batch(
-            "DROP INDEX IF EXISTS readings_observed;
-             DELETE FROM rollup_minute;
-             INSERT INTO rollup_minute (metric, city, domain, minute, count, sum, min, max)
-             SELECT s.metric, s.city, s.domain, (r.observed_at / 60000) * 60000,
-                    COUNT(*), SUM(r.value), MIN(r.value), MAX(r.value)
-             FROM readings r JOIN series s ON s.id = r.series_id
-             GROUP BY 1, 2, 3, 4;",
-        )?;
-    }
-    if legacy && version < 4 {
-        // Version 4 writes the latest values to `series` and `devices` every few seconds
-        // (store/live.rs), with the log position they cover; before, every commit did, so
-        // they cover everything logged so far.
-        tx.execute(
-            "INSERT OR REPLACE INTO cursors (name, position, updated_at)
-             SELECT ?1, COALESCE(MAX(id), 0), 0 FROM readings",
-            [super::live::CURSOR],
-        )?;
-    }
-    if legacy {
-        let started = std::time::Instant::now();
-        let (readings, rows) = pack_readings(&tx)?;
-        tracing::info!(
-            readings,
-            rows,
-            took = ?started.elapsed(),
-            "Packed the reading log into one row per device and observation time (schema v6)."
-        );
+    if has_table(&tx, "readings")? {
+        migrate_reading_log(&tx, version)?;
     }
     // Version 8 quarantines parts of messages and records conflicts.
     if !has_column(&tx, "rejects", "partial")? {
@@ -282,20 +254,96 @@ pub fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Version 5 keys the readings index by device: adds `series.device_key` and copies the
+/// readings, in log order, into a table with the new unique key.
+const V5_KEY_BY_DEVICE: &str = "ALTER TABLE series ADD COLUMN device_key INTEGER NOT NULL DEFAULT 0;
+             UPDATE series SET device_key =
+                 (SELECT MIN(id) FROM series first WHERE first.device_id = series.device_id);
+             ALTER TABLE readings RENAME TO readings_v4;
+             CREATE TABLE readings (
+                 id          INTEGER PRIMARY KEY,
+                 series_id   INTEGER NOT NULL REFERENCES series (id),
+                 device_key  INTEGER NOT NULL,
+                 observed_at INTEGER NOT NULL,
+                 value       REAL NOT NULL,
+                 status      INTEGER NOT NULL,
+                 received_at INTEGER NOT NULL,
+                 UNIQUE (device_key, observed_at, series_id)
+             );
+             INSERT INTO readings (id, series_id, device_key, observed_at, value, status, received_at)
+             SELECT r.id, r.series_id, s.device_key, r.observed_at, r.value, r.status, r.received_at
+             FROM readings_v4 r JOIN series s ON s.id = r.series_id ORDER BY r.id;
+             DROP TABLE readings_v4;";
+
+/// Version 3 drops the index on observed_at alone and builds the minute rollups from the
+/// readings already kept.
+const V3_ROLLUPS: &str = "DROP INDEX IF EXISTS readings_observed;
+             DELETE FROM rollup_minute;
+             INSERT INTO rollup_minute (metric, city, domain, minute, count, sum, min, max)
+             SELECT s.metric, s.city, s.domain, (r.observed_at / 60000) * 60000,
+                    COUNT(*), SUM(r.value), MIN(r.value), MAX(r.value)
+             FROM readings r JOIN series s ON s.id = r.series_id
+             GROUP BY 1, 2, 3, 4;";
+
+/// Version 4 sets the live values' cursor (`?1`) to the end of the reading log.
+const V4_LIVE_CURSOR: &str = "INSERT OR REPLACE INTO cursors (name, position, updated_at)
+             SELECT ?1, COALESCE(MAX(id), 0), 0 FROM readings";
+
+/// Bring a version-5-or-older log (one `readings` row per reading) through versions 3, 4 and 5,
+/// then pack it into `observations` (version 6).
+fn migrate_reading_log(tx: &rusqlite::Transaction<'_>, version: i64) -> Result<(), StoreError> {
+    if version < 5 && !has_column(tx, "readings", "device_key")? {
+        // Version 5 keyed the readings index by device. The old table's unique key cannot be
+        // dropped in place: the readings are copied over in log order.
+        tx.execute_batch(V5_KEY_BY_DEVICE)?;
+    }
+    if version < 3 {
+        // Version 3 added the minute rollups (built here from the readings already kept) and
+        // dropped the index on observed_at alone.
+        tx.execute_batch(V3_ROLLUPS)?;
+    }
+    if version < 4 {
+        // Version 4 writes the latest values to `series` and `devices` every few seconds
+        // (store/live.rs), with the log position they cover; before, every commit did, so
+        // they cover everything logged so far.
+        tx.execute(V4_LIVE_CURSOR, [super::live::CURSOR])?;
+    }
+    let started = std::time::Instant::now();
+    let (readings, rows) = pack_readings(tx)?;
+    tracing::info!(
+        readings,
+        rows,
+        took = ?started.elapsed(),
+        "Packed the reading log into one row per device and observation time (schema v6)."
+    );
+    Ok(())
+}
+
+/// A version 5 log's readings in the order of its unique index.
+const SELECT_LEGACY_READINGS: &str =
+    "SELECT device_key, observed_at, id, series_id, value, status, received_at
+         FROM readings ORDER BY device_key, observed_at, series_id";
+
+/// One packed log row; `log_readings` is set once every row is in.
+const INSERT_PACKED_ROW: &str =
+    "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0)";
+
+/// Set each packed row's running count of readings logged, and drop the old log.
+const SET_LOG_READINGS: &str = "UPDATE observations SET log_readings = running.total
+         FROM (SELECT id, SUM(reading_count(readings)) OVER (ORDER BY id) AS total
+               FROM observations) running
+         WHERE observations.id = running.id;
+         DROP TABLE readings;";
+
 /// Version 6: pack the readings of each device and observation time into one `observations`
 /// row. A row takes the largest log position of its readings, so a log reader's cursor (the
 /// forwarder's, the live values') stays valid: a row it has not read in full comes after it.
 /// Returns how many readings went into how many rows.
 fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(u64, u64), StoreError> {
     // In the order of the unique index: no sort, and a row's readings arrive together.
-    let mut select = tx.prepare(
-        "SELECT device_key, observed_at, id, series_id, value, status, received_at
-         FROM readings ORDER BY device_key, observed_at, series_id",
-    )?;
-    let mut insert = tx.prepare(
-        "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-    )?;
+    let mut select = tx.prepare(SELECT_LEGACY_READINGS)?;
+    let mut insert = tx.prepare(INSERT_PACKED_ROW)?;
     let mut row: Option<Row> = None;
     let (mut readings, mut written) = (0, 0);
     let mut rows = select.query([])?;
@@ -307,18 +355,10 @@ fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(u64, u64), StoreErro
         match &mut row {
             Some(row) if row.key == key => row.add(id, received, reading),
             _ => {
-                if let Some(done) = row.take() {
+                if let Some(done) = row.replace(Row::first(key, id, received, reading)) {
                     done.insert(&mut insert)?;
                     written += 1;
                 }
-                let mut new = Row {
-                    key,
-                    id,
-                    received,
-                    readings: Vec::with_capacity(64),
-                };
-                new.add(id, received, reading);
-                row = Some(new);
             }
         }
     }
@@ -328,13 +368,7 @@ fn pack_readings(tx: &rusqlite::Transaction<'_>) -> Result<(u64, u64), StoreErro
     }
     drop(rows);
     drop((select, insert));
-    tx.execute_batch(
-        "UPDATE observations SET log_readings = running.total
-         FROM (SELECT id, SUM(reading_count(readings)) OVER (ORDER BY id) AS total
-               FROM observations) running
-         WHERE observations.id = running.id;
-         DROP TABLE readings;",
-    )?;
+    tx.execute_batch(SET_LOG_READINGS)?;
     Ok((readings, written))
 }
 
@@ -349,6 +383,18 @@ struct Row {
 }
 
 impl Row {
+    /// A row started by its first reading.
+    fn first(key: (i64, i64), id: i64, received: i64, reading: super::packed::Packed) -> Row {
+        let mut row = Row {
+            key,
+            id,
+            received,
+            readings: Vec::with_capacity(64),
+        };
+        row.add(id, received, reading);
+        row
+    }
+
     fn add(&mut self, id: i64, received: i64, (series, value, status): super::packed::Packed) {
         self.id = self.id.max(id);
         self.received = self.received.max(received);

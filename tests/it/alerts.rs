@@ -425,12 +425,24 @@ async fn a_400_sends_the_notification_to_the_dead_letters_and_replay_delivers_it
 
     receiver.set(Mode::Accept);
     let id = letter["id"].as_i64().unwrap();
+    let replay = format!("{}/api/v1/webhooks/dead-letters/{id}/replay", app.base);
+    // Writes are never anonymous, and need their own scope.
+    let anonymous = app.http.post(&replay).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let reader = app.token("wall-screen", "all", "read").await;
+    let refused = app
+        .http
+        .post(&replay)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let operator = app.token("duty-engineer", "all", "read,ack,replay").await;
     let resp = app
         .http
-        .post(format!(
-            "{}/api/v1/webhooks/dead-letters/{id}/replay",
-            app.base
-        ))
+        .post(&replay)
+        .bearer_auth(&operator)
         .send()
         .await
         .unwrap();
@@ -462,20 +474,46 @@ async fn a_400_sends_the_notification_to_the_dead_letters_and_replay_delivers_it
     let acked: Value = app
         .http
         .post(format!("{}/api/v1/alerts/{alert_id}/ack", app.base))
-        .json(&json!({"by": "Trực ban IOC", "comment": "đã cử người kiểm tra"}))
+        .bearer_auth(&operator)
+        .json(&json!({"comment": "đã cử người kiểm tra"}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(acked["acked_by"], "Trực ban IOC");
+    // Who acted is the token's name, whatever a body might claim.
+    assert_eq!(acked["acked_by"], "duty-engineer");
+    assert_eq!(acked["ack_comment"], "đã cử người kiểm tra");
+    let admin = app.token("auditor", "all", "admin").await;
+    let audit: Value = (app.http.get(format!("{}/api/v1/audit", app.base)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str, &str)> = (audit["entries"].as_array().unwrap().iter())
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default();
+            (field("actor"), field("action"), field("client"))
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("duty-engineer", "ack", "127.0.0.1"),
+            ("duty-engineer", "replay", "127.0.0.1")
+        ]
+    );
     let (status, _) = app.get_status("/api/v1/alerts/999999").await;
     assert_eq!(status, 404);
     let bad = app
         .http
         .post(format!("{}/api/v1/alerts/{alert_id}/ack", app.base))
-        .json(&json!({}))
+        .bearer_auth(&operator)
+        .json(&json!({"by": "someone else"}))
         .send()
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ioc_aggregator::{app::App, config::Config};
+use ioc_aggregator::{app::App, auth, config::Config, store::Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,10 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub broker_port: u16,
+    pub store: Store,
+    /// A token of every city that reads and scrapes, for the harness's own requests (the app
+    /// may read nothing anonymously).
+    harness: String,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub _dir: Option<tempfile::TempDir>,
@@ -77,6 +81,13 @@ impl TestApp {
     ) -> TestApp {
         let app = App::build(config).await.expect("app builds");
         let base = format!("http://{}", app.api_addr());
+        let store = app.store().clone();
+        let every_city = "all".parse().unwrap();
+        let scopes = [auth::Scope::Read, auth::Scope::Metrics];
+        let (harness, _) =
+            auth::create(&store, &unique("test-harness"), &every_city, &scopes, None)
+                .await
+                .unwrap();
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(app.run_until(async move { s.cancelled().await }));
@@ -84,6 +95,8 @@ impl TestApp {
             base,
             http: reqwest::Client::new(),
             broker_port,
+            store,
+            harness,
             stop,
             task: Some(task),
             _dir: dir,
@@ -102,6 +115,17 @@ impl TestApp {
         .await;
     }
 
+    /// A new bearer token named `name` for `cities` (`all` or ids with commas) and `scopes`
+    /// (with commas), as `ioc-aggregator token create` makes it.
+    pub async fn token(&self, name: &str, cities: &str, scopes: &str) -> String {
+        let cities = cities.parse().unwrap();
+        let scopes = auth::parse_scopes(scopes).unwrap();
+        let (token, _) = auth::create(&self.store, name, &cities, &scopes, None)
+            .await
+            .unwrap();
+        token
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let (status, body) = self.get_status(path).await;
         assert_eq!(status, 200, "GET {path} → {status}: {body}");
@@ -112,6 +136,7 @@ impl TestApp {
     pub async fn metrics(&self) -> String {
         self.http
             .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.harness)
             .send()
             .await
             .unwrap()
@@ -124,6 +149,7 @@ impl TestApp {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.harness)
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));

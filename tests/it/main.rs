@@ -9,4 +9,5 @@ mod delivery;
 mod influx;
 mod ingest;
 mod ops_page;
+mod security;
 mod tap;

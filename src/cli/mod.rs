@@ -1,11 +1,15 @@
 //! The binary's commands. `main.rs` only parses arguments and loads the configuration.
 
+mod token;
+
 use std::{io::IsTerminal, path::Path, process::ExitCode};
 
 use anyhow::Context;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+pub use token::{TokenCommand, token};
 
 use crate::{
     app::{App, shutdown_signal},
