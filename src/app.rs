@@ -108,12 +108,18 @@ impl App {
         }
         let (store, listener) = open_store_and_listener(&config).await?;
         let api_addr = listener.local_addr()?;
+        let tls = api::tls(&config.api).await?;
+        let base = format!(
+            "{}://{api_addr}",
+            if tls.is_some() { "https" } else { "http" }
+        );
+        warn_if_open(&config.api);
 
         let ingest = Stage::default();
         let feeds = start_feeds(&config, &ingest)?;
         crate::install_crypto_provider();
         let alerts = Stage::default();
-        let running_alerts = start_alerts(&config, &store, &feeds.stats, api_addr, &alerts).await?;
+        let running_alerts = start_alerts(&config, &store, &feeds.stats, &base, &alerts).await?;
         let stats = feeds.stats.clone();
         let hand_off = running_alerts.as_ref().map(|a| a.hand_off.clone());
         let store_threads = start_store_threads(&config, &store, feeds, hand_off)?;
@@ -123,10 +129,10 @@ impl App {
         let api = Stage::default();
         let wakes = running_alerts.map(|a| a.wakes).unwrap_or_default();
         let state = api_state(&config, &store, &stats, forward_stats, wakes, &ingest);
-        api.spawn(api::serve(listener, state, api.stop.clone()));
+        api.spawn(api::serve(listener, tls, state, api.stop.clone()));
         info!(
-            api = %format!("http://{api_addr}"),
-            overview = %format!("http://{api_addr}/api/v1/overview"),
+            api = %base,
+            anonymous_read = config.api.anonymous_read(),
             feeds = config.feeds.len(),
             "ioc-aggregator running."
         );
@@ -191,6 +197,17 @@ async fn open_store_and_listener(config: &Config) -> anyhow::Result<(Store, TcpL
         .await
         .with_context(|| format!("binding the API listener on {}", config.api.listen))?;
     Ok((store, listener))
+}
+
+/// Anonymous read on an address other than loopback lets anyone who reaches the port read
+/// every city: allowed only when configured, and said loudly.
+fn warn_if_open(api: &api::ApiConfig) {
+    if api.anonymous_read() && !api.listen.ip().is_loopback() {
+        warn!(
+            listen = %api.listen,
+            "api.anonymous = \"read\" on a non-loopback address: anyone who reaches this port reads every city's data without a token."
+        );
+    }
 }
 
 /// What the API's handlers reach; `/readyz` turns 503 once `ingest` is asked to stop.
@@ -263,7 +280,7 @@ async fn start_alerts(
     config: &Config,
     store: &Store,
     feeds: &[Arc<FeedStats>],
-    api_addr: SocketAddr,
+    api_base: &str,
     stage: &Stage,
 ) -> anyhow::Result<Option<alert::Alerts>> {
     if !config.alerts.enabled {
@@ -285,7 +302,7 @@ async fn start_alerts(
         &config.alerts,
         watched,
         store.clone(),
-        format!("http://{api_addr}"),
+        api_base.to_owned(),
         &stage.tasks,
         stage.stop.clone(),
     )

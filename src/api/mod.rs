@@ -20,6 +20,7 @@ use std::{
     sync::{Arc, OnceLock},
 };
 
+use axum::http::header::AUTHORIZATION;
 use axum::{
     Router,
     handler::Handler,
@@ -27,10 +28,14 @@ use axum::{
     middleware,
     routing::{MethodRouter, get, post},
 };
+use axum_server::tls_rustls::RustlsConfig;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::{cors::CorsLayer, timeout::TimeoutLayer, trace::TraceLayer};
+use tower_http::{
+    cors::CorsLayer, sensitive_headers::SetSensitiveRequestHeadersLayer, timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
 
 use crate::auth::{Policy, Scope};
 use crate::{
@@ -269,6 +274,8 @@ pub fn router(state: ApiState) -> Router {
         })
         .layer(timeout)
         .layer(middleware::from_fn_with_state(gate, auth::authenticate))
+        // Tokens never reach a log: the header is marked sensitive before anything traces it.
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .layer(CorsLayer::permissive())
         .with_state(state)
 }
@@ -278,14 +285,60 @@ async fn ops_page() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("static/ops.html"))
 }
 
-/// Serve until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, state: ApiState, stop: CancellationToken) {
+/// The TLS configuration of `api.tls_cert` and `api.tls_key` (PEM), `None` without them: the
+/// API then speaks plain HTTP. Fails on an unreadable file or a key that does not fit.
+pub async fn tls(config: &ApiConfig) -> anyhow::Result<Option<RustlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    crate::install_crypto_provider();
+    let tls = RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+        anyhow::anyhow!(
+            "api.tls_cert / api.tls_key ({}, {}): {e}",
+            cert.display(),
+            key.display()
+        )
+    })?;
+    Ok(Some(tls))
+}
+
+/// Serve until `stop` is cancelled: HTTPS with `tls`, else HTTP.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<RustlsConfig>,
+    state: ApiState,
+    stop: CancellationToken,
+) {
     tokio::spawn(overview::keep_fresh(state.clone(), stop.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    {
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        }
+        Some(tls) => serve_tls(listener, tls, app, stop).await,
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "API server failed.");
     }
+}
+
+/// HTTPS on `listener`; open connections get 10 s to finish once `stop` is cancelled.
+async fn serve_tls(
+    listener: TcpListener,
+    tls: RustlsConfig,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, SocketAddr>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)
+        .handle(handle)
+        .serve(app)
+        .await
 }

@@ -398,3 +398,52 @@ async fn a_caller_over_its_rate_gets_429_with_retry_after() {
     assert_eq!(status, 200);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_speaks_https_with_the_configured_certificate() {
+    ioc_aggregator::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("api.crt"), dir.path().join("api.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let mut config = test_config(dir.path(), free_port(), true);
+    config.api.tls_cert = Some(cert_path);
+    config.api.tls_key = Some(key_path);
+    let app = ioc_aggregator::app::App::build(config).await.unwrap();
+    let addr = app.api_addr();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(app.run_until(async move { s.cancelled().await }));
+
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let resp = trusting
+        .get(format!("https://localhost:{}/healthz", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let feeds = trusting
+        .get(format!("https://127.0.0.1:{}/api/v1/feeds", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feeds.status(), 200, "anonymous read on loopback, over TLS");
+    // Plain HTTP gets no answer, and a client that does not trust the certificate refuses it.
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/healthz", addr.port())).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    let untrusting = reqwest::Client::new();
+    assert!(
+        untrusting
+            .get(format!("https://localhost:{}/healthz", addr.port()))
+            .send()
+            .await
+            .is_err()
+    );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
