@@ -39,6 +39,12 @@ pub struct FeedConfig {
     /// PEM file of CA certificates for `mqtts://` (default: system roots).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// PEM certificate (chain) and private key of this client, for a broker that requires
+    /// client certificates (`require_certificate true` in Mosquitto).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     #[serde(default = "default_protocol")]
     pub protocol: MqttProtocol,
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
@@ -113,6 +119,7 @@ impl FeedConfig {
             }
         }
         self.validate_session(at, problems);
+        self.validate_tls(at, problems);
         match (&self.format, &self.mapping) {
             (FeedFormat::Json, None) => {
                 problems.add(key("mapping"), "required when format = \"json\"")
@@ -123,6 +130,36 @@ impl FeedConfig {
                 "only used with format = \"json\"; remove it or change the format",
             ),
             _ => {}
+        }
+    }
+
+    fn validate_tls(&self, at: &str, problems: &mut Problems) {
+        let files = [
+            ("ca_file", &self.ca_file),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
+        ];
+        for (key, path) in files {
+            if let Some(p) = path {
+                problems.check(
+                    p.is_file(),
+                    format!("{at}.{key}"),
+                    format!("{} is not a readable file", p.display()),
+                );
+            }
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            problems.add(
+                format!("{at}.client_key"),
+                "client_cert and client_key go together",
+            );
+        }
+        let tls = parse_broker_url(&self.broker).is_ok_and(|a| a.tls);
+        if !tls && (self.ca_file.is_some() || self.client_cert.is_some()) {
+            problems.add(
+                format!("{at}.broker"),
+                "certificates are set but the broker URL is not mqtts://",
+            );
         }
     }
 

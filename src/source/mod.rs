@@ -3,6 +3,7 @@
 mod config;
 pub mod mqtt;
 mod protocol;
+mod tls;
 
 pub use config::{BrokerAddr, FeedConfig, MqttProtocol, parse_broker_url};
 pub use mqtt::{AckToken, Acks, Delivery, SourceError, connect};

@@ -101,7 +101,7 @@ fn client(feed: &FeedConfig) -> Result<(Client, EventLoop), SourceError> {
     };
     let addr = parse_broker_url(&feed.broker).map_err(setup)?;
     let transport = if addr.tls {
-        let config = tls_config(feed.ca_file.as_deref()).map_err(setup)?;
+        let config = super::tls::client_config(feed).map_err(setup)?;
         Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config)))
     } else {
         Transport::Tcp
@@ -139,35 +139,6 @@ fn client(feed: &FeedConfig) -> Result<(Client, EventLoop), SourceError> {
             (Client::V5(c), EventLoop::V5(Box::new(e)))
         }
     })
-}
-
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?
-            {
-                let cert =
-                    cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 struct PollTask {

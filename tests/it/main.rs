@@ -11,3 +11,4 @@ mod ingest;
 mod ops_page;
 mod security;
 mod tap;
+mod tls;
