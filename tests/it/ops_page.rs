@@ -28,33 +28,7 @@ async fn the_ops_page_shows_each_city_live_in_a_browser() {
     })
     .await;
 
-    let profile = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            // Less than the page's 5 s refresh period: the dump sees the first load, not a fetch
-            // cut off when the budget ends.
-            "--virtual-time-budget=3000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(format!("{}/", app.base))
-        .output()
-        .await
-        .expect("running chromium");
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dom = dump_dom(&chromium, &format!("{}/", app.base)).await;
     for city in ["thai-nguyen", "song-cong", "pho-yen"] {
         assert!(
             dom.contains(&format!("data-city=\"{city}\"")),
@@ -77,5 +51,62 @@ async fn the_ops_page_shows_each_city_live_in_a_browser() {
         .and_then(|rest| rest.split('<').next())
         .unwrap_or_default();
     assert!(error.is_empty(), "the page reported an error: {error}");
+    app.stop().await;
+}
+
+/// The DOM of `url` after Chromium ran its scripts for 3 s, in a fresh profile.
+async fn dump_dom(chromium: &std::path::Path, url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // Less than the page's 5 s refresh period: the dump sees the first load, not a fetch
+            // cut off when the budget ends.
+            "--virtual-time-budget=3000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .await
+        .expect("running chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_anonymous_read_the_page_asks_for_a_token_and_shows_only_its_cities() {
+    let Some(chromium) = require_binary("chromium", "chromium") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::common::free_port();
+    let mut config = crate::common::test_config(dir.path(), port, true);
+    config.api.anonymous = Some(ioc_aggregator::api::Anonymous::None);
+    let app = TestApp::start(config, port, Some(dir)).await;
+
+    let dom = dump_dom(&chromium, &format!("{}/", app.base)).await;
+    assert!(!dom.contains("data-city="), "{dom}");
+    assert!(
+        dom.contains("<form id=\"login\">"),
+        "the token form is not shown:\n{dom}"
+    );
+
+    let token = app.token("wall-song-cong", "song-cong", "read").await;
+    let dom = dump_dom(&chromium, &format!("{}/#token={token}", app.base)).await;
+    assert!(dom.contains("data-city=\"song-cong\""), "{dom}");
+    assert!(!dom.contains("data-city=\"thai-nguyen\""), "{dom}");
+    assert!(dom.contains("<form id=\"login\" hidden"), "{dom}");
     app.stop().await;
 }
