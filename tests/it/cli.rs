@@ -141,11 +141,12 @@ fn try_mapping_prints_the_readings_or_why_the_payload_is_rejected() {
 }
 
 #[test]
-fn the_shipped_docker_config_is_valid_and_needs_its_token() {
+fn the_shipped_docker_config_is_valid_and_needs_its_secrets() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/docker.toml");
     let ok = aggregator()
         .args(["--config", path, "check-config"])
         .env("INFLUX_TOKEN", "compose-token")
+        .env("MQTT_PASSWORD", "compose-password")
         .output()
         .unwrap();
     assert!(
@@ -156,12 +157,15 @@ fn the_shipped_docker_config_is_valid_and_needs_its_token() {
     let missing = aggregator()
         .args(["--config", path, "check-config"])
         .env_remove("INFLUX_TOKEN")
+        .env_remove("MQTT_PASSWORD")
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("influx.token: environment variable INFLUX_TOKEN is not set"));
     assert!(
-        String::from_utf8_lossy(&missing.stderr)
-            .contains("influx.token: environment variable INFLUX_TOKEN is not set")
+        stderr.contains("environment variable MQTT_PASSWORD is not set"),
+        "{stderr}"
     );
 }
 

@@ -447,3 +447,42 @@ async fn the_api_speaks_https_with_the_configured_certificate() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// The compose deployment is closed by default: no secret has a default, Mosquitto takes no
+/// anonymous client, and only the API (which needs a token) listens beyond the host.
+#[test]
+fn the_compose_deployment_is_closed_by_default() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    assert!(
+        !compose.contains(":-"),
+        "a variable with a default value in docker-compose.yml"
+    );
+    for line in compose.lines().map(str::trim) {
+        let Some(port) = line.strip_prefix("- \"").and_then(|l| l.strip_suffix('"')) else {
+            continue;
+        };
+        if port.split(':').count() >= 2 && port.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+            assert!(
+                port.starts_with("127.0.0.1:") || port == "8080:8080",
+                "{port} is published beyond the host"
+            );
+        }
+    }
+    for secret in [
+        "MQTT_PASSWORD",
+        "INFLUX_PASSWORD",
+        "INFLUX_TOKEN",
+        "GRAFANA_ADMIN_PASSWORD",
+    ] {
+        assert!(
+            compose.contains(&format!("${{{secret}:?")),
+            "{secret} must be required"
+        );
+    }
+    let mosquitto = std::fs::read_to_string(root.join("deploy/mosquitto/mosquitto.conf")).unwrap();
+    assert!(mosquitto.contains("allow_anonymous false") && mosquitto.contains("password_file"));
+    assert!(!mosquitto.contains("allow_anonymous true"));
+    let docker = std::fs::read_to_string(root.join("config/docker.toml")).unwrap();
+    assert!(docker.contains("anonymous = \"none\""));
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::settings::Problems;
+use crate::settings::{Problems, Secret};
 use crate::source::parse_broker_url;
 
 /// The built-in simulator of the three IOCs.
@@ -14,6 +14,9 @@ pub struct SimulatorConfig {
     pub enabled: bool,
     /// Broker the simulator publishes to.
     pub broker: String,
+    /// Credentials for a broker that requires them (the compose file's Mosquitto does).
+    pub username: Option<String>,
+    pub password: Option<Secret>,
     /// How often each simulated device reports.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -31,6 +34,8 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             enabled: false,
             broker: "mqtt://127.0.0.1:1883".into(),
+            username: None,
+            password: None,
             interval: Duration::from_secs(10),
             backfill: Duration::from_secs(0),
             malformed_ratio: 0.01,

@@ -255,6 +255,10 @@ pub async fn run(
     );
     opts.set_keep_alive(Duration::from_secs(30))
         .set_max_packet_size(1 << 20, 1 << 20);
+    if let Some(user) = &config.username {
+        let password = config.password.as_ref().map(|p| p.expose().to_owned());
+        opts.set_credentials(user.clone(), password.unwrap_or_default());
+    }
     let (client, mut eventloop) = AsyncClient::new(opts, 1_000);
     let poll_cancel = cancel.clone();
     let poller = tokio::spawn(async move {
