@@ -32,7 +32,8 @@
 //! - [`stats`]: per-feed counters.
 //! - [`health`]: device presence and feed health, the rules the API and the overview share.
 //! - [`alert`]: alert rules (pure state machine), the webhook outbox and its delivery.
-//! - [`api`]: the HTTP API.
+//! - [`auth`]: bearer tokens, their cities and scopes, and route policies.
+//! - [`api`]: the HTTP API, every route behind its policy.
 //! - [`app`]: builds and runs everything, shuts down in order.
 //! - [`cli`]: the commands of the binary (run, check-config, try-mapping, simulate, loadgen).
 //!
