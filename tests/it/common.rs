@@ -431,7 +431,12 @@ impl Aggregator {
 
     /// With its log (standard output) kept at `info`, for `stop_and_read_log`.
     pub fn start_logged(config: &Path, api_port: u16) -> Aggregator {
-        Self::spawn(config, api_port, "info", Stdio::piped())
+        Self::start_logged_at(config, api_port, "info")
+    }
+
+    /// With its log kept at `level` (a `RUST_LOG` filter), for `stop_and_read_log`.
+    pub fn start_logged_at(config: &Path, api_port: u16, level: &str) -> Aggregator {
+        Self::spawn(config, api_port, level, Stdio::piped())
     }
 
     fn spawn(config: &Path, api_port: u16, log: &str, stdout: Stdio) -> Aggregator {

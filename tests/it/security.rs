@@ -486,3 +486,74 @@ fn the_compose_deployment_is_closed_by_default() {
     let docker = std::fs::read_to_string(root.join("config/docker.toml")).unwrap();
     assert!(docker.contains("anonymous = \"none\""));
 }
+
+/// Tokens never reach the log, even at `debug` with every request traced: not a valid one, not
+/// a refused one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_appear_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let config = crate::common::process_config(dir.path(), free_port(), api_port);
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-aggregator"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "screen",
+            "--cities",
+            "song-cong",
+            "--scopes",
+            "read",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("iocagg_") && token.len() == 57, "{token}");
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_ioc-aggregator"))
+        .arg("--config")
+        .arg(&config)
+        .args(["token", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("screen")
+            && listed.contains("song-cong")
+            && !listed.contains(&token[7..20])
+    );
+
+    let service = crate::common::Aggregator::start_logged_at(&config, api_port, "debug");
+    ioc_aggregator::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let refused = format!("{}x", &token[..token.len() - 1]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut answered = Vec::new();
+    while answered.len() < 2 && std::time::Instant::now() < deadline {
+        answered.clear();
+        for t in [&token, &refused] {
+            if let Ok(r) = http
+                .get(format!("{}/api/v1/feeds", service.base))
+                .bearer_auth(t)
+                .send()
+                .await
+            {
+                answered.push(r.status().as_u16());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = service.stop_and_read_log();
+    assert_eq!(answered, [200, 401], "{log}");
+    assert!(log.contains("Refused a bearer token"), "{log}");
+    assert!(
+        !log.contains(&token[7..]) && !log.contains(&refused[7..]),
+        "a token in the log:\n{log}"
+    );
+}
