@@ -130,12 +130,7 @@ impl App {
         let wakes = running_alerts.map(|a| a.wakes).unwrap_or_default();
         let state = api_state(&config, &store, &stats, forward_stats, wakes, &ingest);
         api.spawn(api::serve(listener, tls, state, api.stop.clone()));
-        info!(
-            api = %base,
-            anonymous_read = config.api.anonymous_read(),
-            feeds = config.feeds.len(),
-            "ioc-aggregator running."
-        );
+        info!(api = %base, anonymous_read = config.api.anonymous_read(), feeds = config.feeds.len(), "ioc-aggregator running.");
         Ok(App {
             api_addr,
             store,

@@ -163,12 +163,7 @@ impl AlertEngine {
                 clear,
                 hold,
             } if rule.metric == Some(r.metric) => {
-                let active = above.is_some_and(|a| value > a) || below.is_some_and(|b| value < b);
-                let cleared = if above.is_some() {
-                    value <= clear
-                } else {
-                    value >= clear
-                };
+                let (active, cleared) = threshold(above, below, clear, value);
                 (active, cleared, hold)
             }
             Condition::RateOfChange { change, window } if rule.metric == Some(r.metric) => {
@@ -396,6 +391,18 @@ impl AlertEngine {
             description: format!("{subject} ({}): {what}{value_text}", city.display_name()),
         }
     }
+}
+
+/// Whether `value` is past the threshold (`above` or `below`), and whether it is back past
+/// `clear` (the hysteresis).
+fn threshold(above: Option<f64>, below: Option<f64>, clear: f64, value: f64) -> (bool, bool) {
+    let active = above.is_some_and(|a| value > a) || below.is_some_and(|b| value < b);
+    let cleared = if above.is_some() {
+        value <= clear
+    } else {
+        value >= clear
+    };
+    (active, cleared)
 }
 
 /// What one evaluation says of an alert's subject.

@@ -94,6 +94,35 @@ pub async fn list(
     caller: Caller,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> ApiResult<AlertList> {
+    let filter = list_filter(&p)?;
+    let city = p.city.as_deref().map(params::parse_city).transpose()?;
+    let city = visible_city(&caller, city)?;
+    // Each city the caller sees, asked for separately unless it sees them all, then merged
+    // newest first: the store's order.
+    let cities: Vec<Option<City>> = match (city, caller.cities.filter()) {
+        (Some(c), _) => vec![Some(c)],
+        (None, None) => vec![None],
+        (None, Some(cs)) => cs.into_iter().map(Some).collect(),
+    };
+    let mut alerts = Vec::new();
+    for city in cities {
+        let one = AlertFilter {
+            city: city.map(|c| c.as_str().to_owned()),
+            ..filter.clone()
+        };
+        alerts.extend(state.store.alerts(&one).await?);
+    }
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.id));
+    alerts.truncate(filter.limit as usize);
+    Ok(Json(AlertList {
+        count: alerts.len(),
+        alerts,
+    }))
+}
+
+/// The store filter of `p` but its city: `state`, `severity` and `limit` checked in this order
+/// (before `city`).
+fn list_filter(p: &ListParams) -> Result<AlertFilter, ApiError> {
     let wanted = match p.state.as_deref() {
         None | Some("active") | Some("firing") => Some("firing".to_owned()),
         Some("resolved") => Some("resolved".to_owned()),
@@ -111,35 +140,16 @@ pub async fn list(
             "severity={s:?}: expected info, warning or critical"
         )));
     }
-    let city = p.city.as_deref().map(params::parse_city).transpose()?;
-    let city = visible_city(&caller, city)?;
     let limit = p.limit.unwrap_or(200);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::bad("limit must be between 1 and 10000"));
     }
-    // Each city the caller sees, asked for separately unless it sees them all, then merged
-    // newest first: the store's order.
-    let cities: Vec<Option<City>> = match (city, caller.cities.filter()) {
-        (Some(c), _) => vec![Some(c)],
-        (None, None) => vec![None],
-        (None, Some(cs)) => cs.into_iter().map(Some).collect(),
-    };
-    let mut alerts = Vec::new();
-    for city in cities {
-        let filter = AlertFilter {
-            state: wanted.clone(),
-            city: city.map(|c| c.as_str().to_owned()),
-            severity: p.severity.clone(),
-            limit,
-        };
-        alerts.extend(state.store.alerts(&filter).await?);
-    }
-    alerts.sort_by_key(|a| std::cmp::Reverse(a.id));
-    alerts.truncate(limit as usize);
-    Ok(Json(AlertList {
-        count: alerts.len(),
-        alerts,
-    }))
+    Ok(AlertFilter {
+        state: wanted,
+        city: None,
+        severity: p.severity.clone(),
+        limit,
+    })
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {
