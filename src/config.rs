@@ -110,13 +110,24 @@ impl Config {
             fail(
                 e.into_iter()
                     .map(|e| ConfigProblem {
-                        path: e.path.join("."),
+                        path: if e.path.is_empty() {
+                            source_name.clone()
+                        } else {
+                            e.path.join(".")
+                        },
                         message: e.kind.to_string(),
                     })
                     .collect(),
             )
         })?;
-        Config::from_value(value).map_err(fail)
+        Config::from_value(value).map_err(|problems| {
+            fail(
+                problems
+                    .into_iter()
+                    .map(|p| from_environment(&figment, p))
+                    .collect(),
+            )
+        })
     }
 
     /// Parse an in-memory TOML document (tests, `check-config`).
@@ -244,6 +255,31 @@ impl Config {
     }
 }
 
+/// `problem` with the environment variable it came from, when it did (the file is named once,
+/// in the error's heading).
+fn from_environment(figment: &Figment, mut problem: ConfigProblem) -> ConfigProblem {
+    // Figment's keys are dotted and have no array indices: `feeds[0].city` is under `feeds`.
+    let mut key = Vec::new();
+    for part in problem.path.split('.') {
+        let (name, indexed) = match part.split_once('[') {
+            Some((name, _)) => (name, true),
+            None => (part, false),
+        };
+        key.push(name);
+        if indexed {
+            break;
+        }
+    }
+    let from_env = figment
+        .find_metadata(&key.join("."))
+        .is_some_and(|m| m.name.contains("environment"));
+    if from_env {
+        let var = format!("{ENV_PREFIX}{}", key.join("__").to_uppercase());
+        problem.message = format!("{} (from environment variable {var})", problem.message);
+    }
+    problem
+}
+
 /// Deserialize one section, recording problems (with full key paths) instead of stopping.
 fn section<T: DeserializeOwned + Default>(
     value: Option<Value>,
@@ -280,22 +316,70 @@ fn list<T: DeserializeOwned>(
 }
 
 fn deserialize_at<T: DeserializeOwned>(
-    value: Value,
+    mut value: Value,
     path: &str,
     problems: &mut Problems,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = if inner == "." || inner.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}.{inner}")
-            };
-            problems.add(full, e.into_inner().to_string());
-            None
+    // After a problem, the value at fault is taken out and the rest tried again, so that every
+    // problem of the section is reported, not only the first (at most 50 of one section). A
+    // required key missing only because it was taken out is not reported again.
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return removed.is_empty().then_some(v),
+            Err(e) => e,
+        };
+        let segments: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+        let inner = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let full = if inner == "." || inner.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}.{inner}")
+        };
+        let missing = (message.strip_prefix("missing field `"))
+            .and_then(|rest| rest.split('`').next())
+            .map(|key| format!("{full}.{key}"));
+        if !missing.is_some_and(|m| removed.contains(&m)) {
+            problems.add(full.clone(), message);
         }
+        if !take_out(&mut value, &segments) {
+            break;
+        }
+        removed.push(full);
+    }
+    None
+}
+
+/// Remove the value at `segments` (serde_path_to_error's: keys and `[i]`); false when there is
+/// nothing to remove (the problem is the whole value).
+fn take_out(value: &mut Value, segments: &[String]) -> bool {
+    let Some((last, parent)) = segments.split_last() else {
+        return false;
+    };
+    let index = |s: &str| {
+        s.strip_prefix('[')?
+            .strip_suffix(']')?
+            .parse::<usize>()
+            .ok()
+    };
+    let mut at = value;
+    for s in parent {
+        let next = match (index(s), at) {
+            (Some(i), Value::Array(items)) => items.get_mut(i),
+            (None, Value::Object(map)) => map.get_mut(s),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        at = next;
+    }
+    match (index(last), at) {
+        (Some(i), Value::Array(items)) if i < items.len() => {
+            items.remove(i);
+            true
+        }
+        (None, Value::Object(map)) => map.remove(last).is_some(),
+        _ => false,
     }
 }
 
@@ -344,6 +428,35 @@ mod tests {
             "feeds[1].broker",
             "feeds[1].topics[0]",
             "feeds[1].mapping",
+        ] {
+            assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
+        }
+    }
+
+    #[test]
+    fn every_problem_of_one_section_is_listed_not_only_the_first() {
+        let text = r#"
+            [api]
+            listen = "not an address"
+            request_timeout = "soon"
+            bogus = 1
+            [[feeds]]
+            name = "a"
+            city = "ha-noi"
+            format = "xml"
+            broker = "mqtt://127.0.0.1:1883"
+            topics = ["a/#"]
+            keep_alive = "never"
+        "#;
+        let err = Config::from_toml_str(text).unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        for expected in [
+            "api.listen",
+            "api.request_timeout",
+            "api.bogus",
+            "feeds[0].city",
+            "feeds[0].format",
+            "feeds[0].keep_alive",
         ] {
             assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
         }
