@@ -120,6 +120,7 @@ impl Functions {
 /// narrow it, `from` and `to` (default: the 24 hours up to now), `every` (the bucket width,
 /// default `1h`), `fn` (some of `mean,min,max,count,sum`, default all) and `group_by=device`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AggregateParams {
     metric: Option<String>,
     city: Option<String>,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::auth::{ClientAddr, visible_city};
+use super::error::NoParams;
 use super::{
     ApiState,
     error::{ApiError, ApiQuery, ApiResult},
@@ -80,6 +81,7 @@ pub struct Replayed {
 /// The query of `GET /api/v1/alerts`: `state` (`active` or `firing`, the default; `resolved`;
 /// `all`), `city`, `severity` and `limit` (default 200).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     state: Option<String>,
     city: Option<String>,
@@ -162,6 +164,7 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
 pub async fn one(
     State(state): State<ApiState>,
     caller: Caller,
+    _: ApiQuery<NoParams>,
     Path(id): Path<String>,
 ) -> ApiResult<AlertRow> {
     let id = parse_id(&id)?;
@@ -192,6 +195,7 @@ pub struct Ack {
 pub async fn ack(
     State(state): State<ApiState>,
     caller: Caller,
+    _: ApiQuery<NoParams>,
     ClientAddr(client): ClientAddr,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -248,7 +252,11 @@ fn audit_entry(
 /// `GET /api/v1/webhooks/dead-letters`: every notification given up on (refused by its
 /// receiver with a 4xx, or out of attempts), oldest first, with the alerts it carried and its
 /// last attempt's status and error. It takes no parameters.
-pub async fn dead_letters(State(state): State<ApiState>, caller: Caller) -> ApiResult<DeadLetters> {
+pub async fn dead_letters(
+    State(state): State<ApiState>,
+    caller: Caller,
+    _: ApiQuery<NoParams>,
+) -> ApiResult<DeadLetters> {
     let mut dead_letters = Vec::new();
     for row in state.store.dead_letters().await? {
         if visible_alert(&state, &caller, row.alert_id).await.is_ok() {
@@ -268,6 +276,7 @@ pub async fn dead_letters(State(state): State<ApiState>, caller: Caller) -> ApiR
 pub async fn replay(
     State(state): State<ApiState>,
     caller: Caller,
+    _: ApiQuery<NoParams>,
     ClientAddr(client): ClientAddr,
     Path(id): Path<String>,
 ) -> ApiResult<Replayed> {
@@ -312,6 +321,7 @@ pub struct AuditLog {
 
 /// The query of `GET /api/v1/audit`: `limit` (default 200).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditParams {
     limit: Option<u32>,
 }

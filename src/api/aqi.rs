@@ -68,6 +68,7 @@ pub struct StationAqi {
 /// The query of `GET /api/v1/aqi`: `station` (an air station's id; default every air station)
 /// and `date` (a local day, `YYYY-MM-DD`; default today at UTC+7).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AqiParams {
     station: Option<String>,
     date: Option<String>,

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::auth::visible_city;
+use super::error::NoParams;
 use super::{
     ApiState,
     error::{ApiError, ApiQuery, ApiResult},
@@ -66,6 +67,7 @@ pub struct Series {
 /// The query of `GET /api/v1/devices`: `city`, `domain` and `status` (`online`, `offline` or
 /// `never`), each optional.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     city: Option<String>,
     domain: Option<String>,
@@ -136,6 +138,7 @@ async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<DeviceRow, 
 pub async fn one(
     State(state): State<ApiState>,
     caller: Caller,
+    _: ApiQuery<NoParams>,
     Path(id): Path<String>,
 ) -> ApiResult<DeviceView> {
     let device = find(&state, &caller, &id).await?;
@@ -145,6 +148,7 @@ pub async fn one(
 /// The query of `GET /api/v1/devices/{id}/series`: `metric` (required), `from` and `to`
 /// (default: the 24 hours up to now) and `limit` (default 10,000).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SeriesParams {
     metric: Option<String>,
     from: Option<String>,

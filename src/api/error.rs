@@ -115,5 +115,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// The query of a route that takes no parameters: any parameter is a 400 naming it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// What a JSON handler returns: `T` serialised with 200, or an [`ApiError`].
 pub type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+/// Every error answer as JSON: what axum and tower-http answer on their own (a 405, a
+/// timeout's 503, a path that does not parse) gets `{"error", "status"}` like ours, keeping its
+/// headers (`Allow`, `Retry-After`, …).
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let json = (response.headers().get(axum::http::header::CONTENT_TYPE))
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let error = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut answer = (
+        status,
+        Json(ErrorBody {
+            error,
+            status: status.as_u16(),
+        }),
+    )
+        .into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
+}

@@ -4,6 +4,7 @@ use axum::{Json, extract::State};
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::error::{ApiQuery, NoParams};
 use super::{ApiState, error::ApiResult};
 use crate::auth::Caller;
 use crate::{
@@ -70,7 +71,11 @@ impl FeedView {
 /// `GET /api/v1/feeds`: each configured feed of the caller's cities: its configuration, health (`healthy`, `silent` or
 /// `disconnected`), rate, commit lag and counters since start and of all time, and the InfluxDB
 /// forwarder's state. It takes no parameters; only a store failure makes it fail (500).
-pub async fn feeds(State(state): State<ApiState>, caller: Caller) -> ApiResult<FeedsResponse> {
+pub async fn feeds(
+    State(state): State<ApiState>,
+    caller: Caller,
+    _: ApiQuery<NoParams>,
+) -> ApiResult<FeedsResponse> {
     let totals = state.store.feed_counters().await?;
     let now = Timestamp::now();
     let silence = silence_threshold(&state.config.ingest);

@@ -276,6 +276,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(gate, auth::authenticate))
         // Tokens never reach a log: the header is marked sensitive before anything traces it.
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+        .layer(middleware::from_fn(error::json_errors))
         .layer(CorsLayer::permissive())
         .with_state(state)
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use self::summary::CityOverview;
+use super::error::{ApiQuery, NoParams};
 use super::{ApiState, error::ApiError};
 use crate::{
     auth::{Caller, Cities},
@@ -51,7 +52,11 @@ pub struct CityResponse<'a> {
 /// snapshot, computed every `api.overview_refresh` (less often when computing it is slow; its
 /// `generated_at` says when). It takes no parameters; it fails (500) only when there is no
 /// snapshot yet and computing one fails.
-pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
+pub async fn overview(
+    State(state): State<ApiState>,
+    caller: Caller,
+    _: ApiQuery<NoParams>,
+) -> Result<Response, ApiError> {
     let snapshot = state.overview.get(&state).await?;
     if caller.cities == Cities::All {
         return Ok(json_response(snapshot.overview.clone()));
@@ -73,6 +78,7 @@ pub async fn overview(State(state): State<ApiState>, caller: Caller) -> Result<R
 pub async fn city(
     State(state): State<ApiState>,
     caller: Caller,
+    _: ApiQuery<NoParams>,
     Path(city): Path<String>,
 ) -> Result<Response, ApiError> {
     let city: City = city.parse().map_err(ApiError::NotFound)?;

@@ -26,6 +26,7 @@ pub struct RejectsResponse {
 /// The query of `GET /api/v1/rejects`: `feed`, `reason`, `from` and `to` (times of receipt),
 /// `limit` (default 100) and `before_id`, to page back past the last id seen.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RejectParams {
     feed: Option<String>,
     reason: Option<String>,

@@ -34,6 +34,10 @@ async fn bad_parameters_get_a_400_that_says_what_is_wrong() {
             "/api/v1/devices/TN-AQ-HUNGVUONG/series",
             "metric is required",
         ),
+        // Unknown parameters are named, not ignored.
+        ("/api/v1/aggregates?metric=pm25&ctiy=song-cong", "ctiy"),
+        ("/api/v1/overview?city=song-cong", "city"),
+        ("/api/v1/alerts?limit=5&sort=asc", "sort"),
     ];
     for (path, expected) in cases {
         let (status, body) = app.get_status(path).await;
@@ -48,8 +52,17 @@ async fn bad_parameters_get_a_400_that_says_what_is_wrong() {
     assert_eq!(status, 404, "{body}");
     let (status, _) = app.get_status("/api/v1/devices/NO-SUCH-DEVICE").await;
     assert_eq!(status, 404);
-    let (status, _) = app.get_status("/api/v1/nothing-here").await;
-    assert_eq!(status, 404);
+    let (status, body) = app.get_status("/api/v1/nothing-here").await;
+    assert_eq!(status, 404, "{body}");
+    // Every error status has a JSON body, also those answered outside the handlers.
+    let resp = (app.http.delete(format!("{}/api/v1/overview", app.base)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(resp.headers().contains_key("allow"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], 405, "{body}");
     app.stop().await;
 }
 
