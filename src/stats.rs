@@ -231,12 +231,8 @@ impl FeedStats {
         gauge!(names::IN_FLIGHT, &self.label()).set(now.saturating_sub(settled) as f64);
     }
 
+    /// The feed's state now, read counter by counter (so the counts may be a moment apart).
     pub fn snapshot(&self) -> FeedSnapshot {
-        let ts = |ms: i64| {
-            (ms != 0)
-                .then(|| Timestamp::from_millisecond(ms).ok())
-                .flatten()
-        };
         let received = self.received.load(Relaxed);
         let stored = self.stored.load(Relaxed);
         let rejected = self.rejected.load(Relaxed);
@@ -259,24 +255,35 @@ impl FeedStats {
             readings_rejected: self.readings_rejected.load(Relaxed),
             conflicts: self.conflicts.load(Relaxed),
             ignored_fields: self.ignored.load(Relaxed),
-            ignored_by_field: self
-                .ignored_fields
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|(f, c)| (*f, c.load(Relaxed)))
-                .collect(),
+            ignored_by_field: self.ignored_by_field(),
             connections: self.connections.load(Relaxed),
             sessions_lost: self.sessions_lost.load(Relaxed),
             stale_acks_dropped: self.stale_acks.load(Relaxed),
             rate_per_s: self.rate_milli.load(Relaxed) as f64 / 1000.0,
-            last_message_at: ts(self.last_message_ms.load(Relaxed)),
-            last_commit_at: ts(self.last_commit_ms.load(Relaxed)),
+            last_message_at: timestamp(self.last_message_ms.load(Relaxed)),
+            last_commit_at: timestamp(self.last_commit_ms.load(Relaxed)),
             commit_lag_ms: self.last_lag_ms.load(Relaxed),
             last_error: last_error.as_ref().map(|(_, m)| m.clone()),
             last_error_at: last_error.map(|(t, _)| t),
         }
     }
+
+    /// Each ignored field's count so far.
+    fn ignored_by_field(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.ignored_fields
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(f, c)| (*f, c.load(Relaxed)))
+            .collect()
+    }
+}
+
+/// The time of UTC ms `ms`; `None` for 0 (never).
+fn timestamp(ms: i64) -> Option<Timestamp> {
+    (ms != 0)
+        .then(|| Timestamp::from_millisecond(ms).ok())
+        .flatten()
 }
 
 /// What `/api/v1/feeds` shows of a feed's live state, since this process started.

@@ -82,7 +82,6 @@ impl JsonMapping {
     /// unknown unit.
     pub fn validate(&self, at: &str, problems: &mut Problems) {
         let m = self;
-        let mut problem = |path: String, message: String| problems.add(path, message);
         let pointers = [
             ("records", &m.records),
             ("device_id", &m.device_id),
@@ -96,54 +95,59 @@ impl JsonMapping {
                 && !p.is_empty()
                 && !p.starts_with('/')
             {
-                problem(
+                problems.add(
                     format!("{at}.{key}"),
                     format!("{p:?} is not a JSON pointer (must start with '/')"),
                 );
             }
         }
         if m.device_id.is_none() && m.device_id_topic_level.is_none() {
-            problem(
+            problems.add(
                 format!("{at}.device_id"),
-                "set device_id (a JSON pointer) or device_id_topic_level".into(),
+                "set device_id (a JSON pointer) or device_id_topic_level",
             );
         }
         if m.metrics.is_empty() {
-            problem(
-                format!("{at}.metrics"),
-                "at least one metric is required".into(),
-            );
+            problems.add(format!("{at}.metrics"), "at least one metric is required");
         }
         for (j, mm) in m.metrics.iter().enumerate() {
-            if !mm.pointer.starts_with('/') {
-                problem(
-                    format!("{at}.metrics[{j}].pointer"),
-                    format!(
-                        "{:?} is not a JSON pointer (must start with '/')",
-                        mm.pointer
-                    ),
-                );
-            }
-            match (catalog::lookup(&mm.metric), &mm.unit) {
-                (None, _) => problem(
-                    format!("{at}.metrics[{j}].metric"),
-                    format!("unknown metric {:?}", mm.metric),
+            mm.validate(&format!("{at}.metrics[{j}]"), problems);
+        }
+    }
+}
+
+impl MetricMapping {
+    /// Record the problems of this metric (`at` is its key path): a pointer that is not a JSON
+    /// pointer, an unknown metric, a missing or unknown unit.
+    fn validate(&self, at: &str, problems: &mut Problems) {
+        if !self.pointer.starts_with('/') {
+            problems.add(
+                format!("{at}.pointer"),
+                format!(
+                    "{:?} is not a JSON pointer (must start with '/')",
+                    self.pointer
                 ),
-                // A bare number is read in no unit: the mapping says which.
-                (Some(spec), None) if !spec.unitless() => problem(
-                    format!("{at}.metrics[{j}].unit"),
-                    format!(
-                        "required for {} (canonical unit {}): the unit the vendor's values are in",
-                        spec.name, spec.unit
-                    ),
+            );
+        }
+        match (catalog::lookup(&self.metric), &self.unit) {
+            (None, _) => problems.add(
+                format!("{at}.metric"),
+                format!("unknown metric {:?}", self.metric),
+            ),
+            // A bare number is read in no unit: the mapping says which.
+            (Some(spec), None) if !spec.unitless() => problems.add(
+                format!("{at}.unit"),
+                format!(
+                    "required for {} (canonical unit {}): the unit the vendor's values are in",
+                    spec.name, spec.unit
                 ),
-                (Some(spec), Some(unit)) => {
-                    if let Err(e) = spec.convert(1.0, unit, Vocabulary::Plain) {
-                        problem(format!("{at}.metrics[{j}].unit"), e.to_string());
-                    }
+            ),
+            (Some(spec), Some(unit)) => {
+                if let Err(e) = spec.convert(1.0, unit, Vocabulary::Plain) {
+                    problems.add(format!("{at}.unit"), e.to_string());
                 }
-                (Some(_), None) => {}
             }
+            (Some(_), None) => {}
         }
     }
 }
@@ -201,6 +205,7 @@ impl JsonMappingDecoder {
         Ok(out)
     }
 
+    /// Read record `i` of the payload into `out`: one observation per mapped metric it holds.
     fn record(
         &self,
         m: &JsonMapping,
@@ -210,40 +215,10 @@ impl JsonMappingDecoder {
         received_at: Timestamp,
         out: &mut Vec<Observation>,
     ) -> Result<(), DecodeError> {
-        let device = match (&m.device_id, m.device_id_topic_level) {
-            (Some(p), _) => match record.pointer(p) {
-                Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => {
-                    return Err(DecodeError::MissingDeviceId(format!(
-                        "record {i}: no device id at {p}"
-                    )));
-                }
-            },
-            (None, Some(level)) => topic_level(topic, level)
-                .ok_or_else(|| {
-                    DecodeError::MissingDeviceId(format!("topic {topic:?} has no level {level}"))
-                })?
-                .to_owned(),
-            (None, None) => {
-                return Err(DecodeError::MissingDeviceId(
-                    "mapping names no device id".into(),
-                ));
-            }
-        };
+        let device = device(m, i, record, topic)?;
         let observed_at = match &m.timestamp {
             None => received_at,
-            Some(p) => {
-                let v = record.pointer(p).ok_or_else(|| {
-                    DecodeError::MissingTimestamp(format!("record {i}: no time at {p}"))
-                })?;
-                self.time(v, m.timestamp_format).ok_or_else(|| {
-                    DecodeError::InvalidTimestamp(format!(
-                        "record {i}: {v} at {p} is not a {:?} time",
-                        m.timestamp_format
-                    ))
-                })?
-            }
+            Some(p) => self.record_time(m.timestamp_format, i, record, p)?,
         };
         let status = m
             .status
@@ -251,39 +226,10 @@ impl JsonMappingDecoder {
             .and_then(|p| record.pointer(p))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let coordinate = |p: &Option<String>| {
-            p.as_ref()
-                .and_then(|p| record.pointer(p))
-                .and_then(Value::as_f64)
-        };
-        let location = coordinate(&m.latitude)
-            .zip(coordinate(&m.longitude))
-            .map(|(lat, lon)| Location {
-                lat,
-                lon,
-                ward: None,
-            });
+        let location = location(m, record);
         for mm in &m.metrics {
-            let value = match record.pointer(&mm.pointer) {
-                Some(Value::Number(n)) => ObservedValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-                Some(Value::Bool(b)) => ObservedValue::Bool(*b),
-                Some(Value::String(s)) => match s.trim().parse::<f64>() {
-                    Ok(v) => ObservedValue::Number(v),
-                    Err(_) => ObservedValue::Text(s.clone()),
-                },
-                None | Some(Value::Null) if mm.optional => continue,
-                None | Some(Value::Null) => {
-                    return Err(DecodeError::Schema(format!(
-                        "record {i}: no value at {} ({})",
-                        mm.pointer, mm.metric
-                    )));
-                }
-                Some(other) => {
-                    return Err(DecodeError::InvalidValue(format!(
-                        "record {i}: {} at {} is not a value",
-                        other, mm.pointer
-                    )));
-                }
+            let Some(value) = value(mm, i, record)? else {
+                continue;
             };
             out.push(Observation {
                 device_id: device.clone(),
@@ -299,6 +245,24 @@ impl JsonMappingDecoder {
         Ok(())
     }
 
+    /// The time at pointer `p` of record `i`, written in `format`.
+    fn record_time(
+        &self,
+        format: TimestampFormat,
+        i: usize,
+        record: &Value,
+        p: &str,
+    ) -> Result<Timestamp, DecodeError> {
+        let v = record
+            .pointer(p)
+            .ok_or_else(|| DecodeError::MissingTimestamp(format!("record {i}: no time at {p}")))?;
+        self.time(v, format).ok_or_else(|| {
+            DecodeError::InvalidTimestamp(format!(
+                "record {i}: {v} at {p} is not a {format:?} time"
+            ))
+        })
+    }
+
     fn time(&self, v: &Value, format: TimestampFormat) -> Option<Timestamp> {
         match (format, v) {
             (TimestampFormat::Unix, Value::Number(n)) => from_epoch_seconds(n.as_f64()?),
@@ -312,4 +276,70 @@ impl JsonMappingDecoder {
             _ => None,
         }
     }
+}
+
+/// The device id of record `i`: at the mapping's pointer (a string or a number), else the
+/// mapping's topic level.
+fn device(m: &JsonMapping, i: usize, record: &Value, topic: &str) -> Result<String, DecodeError> {
+    match (&m.device_id, m.device_id_topic_level) {
+        (Some(p), _) => match record.pointer(p) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            _ => Err(DecodeError::MissingDeviceId(format!(
+                "record {i}: no device id at {p}"
+            ))),
+        },
+        (None, Some(level)) => topic_level(topic, level).map(str::to_owned).ok_or_else(|| {
+            DecodeError::MissingDeviceId(format!("topic {topic:?} has no level {level}"))
+        }),
+        (None, None) => Err(DecodeError::MissingDeviceId(
+            "mapping names no device id".into(),
+        )),
+    }
+}
+
+/// The record's position, when both mapped coordinates are numbers.
+fn location(m: &JsonMapping, record: &Value) -> Option<Location> {
+    let coordinate = |p: &Option<String>| {
+        p.as_ref()
+            .and_then(|p| record.pointer(p))
+            .and_then(Value::as_f64)
+    };
+    coordinate(&m.latitude)
+        .zip(coordinate(&m.longitude))
+        .map(|(lat, lon)| Location {
+            lat,
+            lon,
+            ward: None,
+        })
+}
+
+/// The value of metric `mm` in record `i` (a numeric string is a number); `None` when an
+/// optional metric is absent.
+fn value(
+    mm: &MetricMapping,
+    i: usize,
+    record: &Value,
+) -> Result<Option<ObservedValue>, DecodeError> {
+    Ok(Some(match record.pointer(&mm.pointer) {
+        Some(Value::Number(n)) => ObservedValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+        Some(Value::Bool(b)) => ObservedValue::Bool(*b),
+        Some(Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(v) => ObservedValue::Number(v),
+            Err(_) => ObservedValue::Text(s.clone()),
+        },
+        None | Some(Value::Null) if mm.optional => return Ok(None),
+        None | Some(Value::Null) => {
+            return Err(DecodeError::Schema(format!(
+                "record {i}: no value at {} ({})",
+                mm.pointer, mm.metric
+            )));
+        }
+        Some(other) => {
+            return Err(DecodeError::InvalidValue(format!(
+                "record {i}: {} at {} is not a value",
+                other, mm.pointer
+            )));
+        }
+    }))
 }

@@ -33,33 +33,7 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
     std::net::TcpListener::bind(listen).map_err(|e| {
         anyhow::anyhow!("cannot start the embedded MQTT broker on {listen}: {e} (set broker.listen, or broker.enabled = false to use an external broker)")
     })?;
-    let connections = ConnectionSettings {
-        connection_timeout_ms: 60_000,
-        max_payload_size: 16 * 1024 * 1024,
-        max_inflight_count: 500,
-        auth: None,
-        external_auth: None,
-        dynamic_filters: true,
-    };
-    let server = ServerSettings {
-        name: "v4-embedded".into(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections,
-    };
-    let config = Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 1_000,
-            max_outgoing_packet_count: 500,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
-            ..RouterConfig::default()
-        },
-        v4: Some(HashMap::from([("1".to_string(), server)])),
-        ..Config::default()
-    };
+    let config = broker_config(listen);
     std::thread::Builder::new()
         .name("embedded-broker".into())
         .spawn(move || {
@@ -79,6 +53,37 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<()> {
     }
     info!(%listen, "Embedded MQTT broker listening.");
     Ok(())
+}
+
+/// The broker's settings: one MQTT 3.1.1 listener at `listen`, payloads up to 16 MiB.
+fn broker_config(listen: SocketAddr) -> Config {
+    let connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: 16 * 1024 * 1024,
+        max_inflight_count: 500,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = ServerSettings {
+        name: "v4-embedded".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    };
+    Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 1_000,
+            max_outgoing_packet_count: 500,
+            max_segment_size: 100 * 1024 * 1024,
+            max_segment_count: 10,
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("1".to_string(), server)])),
+        ..Config::default()
+    }
 }
 
 /// Whether an MQTT 3.1.1 broker accepts a clean session at `addr`.

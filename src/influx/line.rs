@@ -59,28 +59,9 @@ pub fn encode(entries: &[LogEntry]) -> Vec<(String, Vec<usize>)> {
         std::collections::HashMap::new();
     let mut bodies: Vec<(String, Vec<String>, i64)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        let mut series = String::with_capacity(96);
-        escape_measurement(&e.domain, &mut series);
-        let values = [
-            Some(e.city.as_str()),
-            Some(e.device_id.as_str()),
-            Some(e.feed.as_str()),
-            Some(e.status.as_str()),
-            e.ward.as_deref(),
-        ];
-        for (k, v) in TAGS.iter().zip(values) {
-            if let Some(v) = v.filter(|v| !v.is_empty()) {
-                series.push(',');
-                escape_key(k, &mut series);
-                series.push('=');
-                escape_key(v, &mut series);
-            }
-        }
+        let series = series_key(e);
         let t = e.observed_at.as_millisecond();
-        let mut field = String::with_capacity(24);
-        escape_key(&e.metric, &mut field);
-        field.push('=');
-        write_float(e.value, &mut field);
+        let field = field(e);
         match open.get(&(series.clone(), t)) {
             Some(&n) => {
                 // The same metric twice at one time cannot happen (unique in the store).
@@ -102,6 +83,37 @@ pub fn encode(entries: &[LogEntry]) -> Vec<(String, Vec<usize>)> {
         line.0 = s;
     }
     lines
+}
+
+/// An entry's series: its measurement and tag set, escaped (tags without a value left out).
+fn series_key(e: &LogEntry) -> String {
+    let mut series = String::with_capacity(96);
+    escape_measurement(&e.domain, &mut series);
+    let values = [
+        Some(e.city.as_str()),
+        Some(e.device_id.as_str()),
+        Some(e.feed.as_str()),
+        Some(e.status.as_str()),
+        e.ward.as_deref(),
+    ];
+    for (k, v) in TAGS.iter().zip(values) {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            series.push(',');
+            escape_key(k, &mut series);
+            series.push('=');
+            escape_key(v, &mut series);
+        }
+    }
+    series
+}
+
+/// An entry's field: `metric=value`, escaped.
+fn field(e: &LogEntry) -> String {
+    let mut field = String::with_capacity(24);
+    escape_key(&e.metric, &mut field);
+    field.push('=');
+    write_float(e.value, &mut field);
+    field
 }
 
 #[cfg(test)]

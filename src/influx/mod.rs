@@ -133,6 +133,16 @@ enum Attempt {
     BadData(String),
 }
 
+/// How writing one chunk of lines ended.
+enum Chunk<'l> {
+    /// Written, or its one line refused and quarantined.
+    Done,
+    /// Too large or holding bad data: to be written as these two halves.
+    Halves(&'l [String], &'l [String]),
+    /// Cancelled while retrying.
+    Cancelled,
+}
+
 struct Forwarder {
     client: influxdb2::Client,
     config: InfluxConfig,
@@ -170,12 +180,8 @@ pub async fn run(
 
 impl Forwarder {
     async fn run(&self, feeds: Vec<Arc<FeedStats>>) {
-        let mut cursor = match self.store.cursor(CURSOR).await {
-            Ok(c) => c.unwrap_or(0),
-            Err(e) => {
-                error!(error = %e, "Cannot read the InfluxDB cursor; forwarding disabled.");
-                return;
-            }
+        let Some(mut cursor) = self.start().await else {
+            return;
         };
         let mut last_health = std::time::Instant::now();
         while !self.cancel.is_cancelled() {
@@ -184,22 +190,9 @@ impl Forwarder {
                 last_health = std::time::Instant::now();
                 self.write_health(&feeds).await;
             }
-            let batch = match self
-                .store
-                .read_log(cursor, self.config.batch_size as u32)
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(error = %e, "Reading the store log failed; retrying.");
-                    self.pause(self.config.flush_interval).await;
-                    continue;
-                }
-            };
-            if batch.is_empty() {
-                self.pause(self.config.flush_interval).await;
+            let Some(batch) = self.next_batch(cursor).await else {
                 continue;
-            }
+            };
             let Some(last) = batch.last().map(|e| e.id) else {
                 continue;
             };
@@ -217,6 +210,38 @@ impl Forwarder {
             }
         }
         self.observe(cursor).await;
+    }
+
+    /// The persisted cursor (0 before the first write); `None` (logged) when it cannot be read.
+    async fn start(&self) -> Option<i64> {
+        match self.store.cursor(CURSOR).await {
+            Ok(c) => Some(c.unwrap_or(0)),
+            Err(e) => {
+                error!(error = %e, "Cannot read the InfluxDB cursor; forwarding disabled.");
+                None
+            }
+        }
+    }
+
+    /// The next batch of the log after `cursor`; `None`, after a flush interval's pause, when
+    /// there is nothing new or the read failed.
+    async fn next_batch(&self, cursor: i64) -> Option<Vec<LogEntry>> {
+        match self
+            .store
+            .read_log(cursor, self.config.batch_size as u32)
+            .await
+        {
+            Ok(batch) if !batch.is_empty() => Some(batch),
+            Ok(_) => {
+                self.pause(self.config.flush_interval).await;
+                None
+            }
+            Err(e) => {
+                warn!(error = %e, "Reading the store log failed; retrying.");
+                self.pause(self.config.flush_interval).await;
+                None
+            }
+        }
     }
 
     /// Backlog and lag, for the API and metrics.
@@ -246,57 +271,13 @@ impl Forwarder {
         let lines: Vec<String> = line::encode(batch).into_iter().map(|(l, _)| l).collect();
         let mut stack: Vec<&[String]> = vec![&lines];
         while let Some(chunk) = stack.pop() {
-            let mut delay = Duration::from_millis(200);
-            loop {
-                match self.attempt(chunk).await {
-                    Attempt::Written => {
-                        self.stats.points.fetch_add(chunk.len() as u64, Relaxed);
-                        counter!("ioc_influx_points_written_total").increment(chunk.len() as u64);
-                        break;
-                    }
-                    Attempt::TooLarge if chunk.len() > 1 => {
-                        let (a, b) = chunk.split_at(chunk.len() / 2);
-                        stack.push(b);
-                        stack.push(a);
-                        break;
-                    }
-                    Attempt::BadData(_) if chunk.len() > 1 => {
-                        let (a, b) = chunk.split_at(chunk.len() / 2);
-                        stack.push(b);
-                        stack.push(a);
-                        break;
-                    }
-                    Attempt::BadData(message) => {
-                        self.reject(&chunk[0], batch, message).await;
-                        break;
-                    }
-                    Attempt::TooLarge => {
-                        self.reject(
-                            &chunk[0],
-                            batch,
-                            "413: a single line is larger than the server accepts".into(),
-                        )
-                        .await;
-                        break;
-                    }
-                    Attempt::Retry(message) => {
-                        self.stats.retries.fetch_add(1, Relaxed);
-                        counter!("ioc_influx_retries_total").increment(1);
-                        warn!(error = %message, retry_in = ?delay, "InfluxDB write failed; the backlog stays in the store.");
-                        self.stats.error(message);
-                        // Keep backlog and lag current while InfluxDB is away.
-                        self.observe(self.stats.cursor.load(Relaxed)).await;
-                        if self.cancel.is_cancelled() {
-                            return false;
-                        }
-                        let jittered = delay.mul_f64(0.5 + rand::random::<f64>());
-                        self.pause(jittered).await;
-                        if self.cancel.is_cancelled() {
-                            return false;
-                        }
-                        delay = (delay * 2).min(self.config.retry_max);
-                    }
+            match self.write_chunk(chunk, batch).await {
+                Chunk::Done => {}
+                Chunk::Halves(a, b) => {
+                    stack.push(b);
+                    stack.push(a);
                 }
+                Chunk::Cancelled => return false,
             }
         }
         self.stats.readings.fetch_add(batch.len() as u64, Relaxed);
@@ -304,6 +285,58 @@ impl Forwarder {
             .last_write_ms
             .store(Timestamp::now().as_millisecond(), Relaxed);
         true
+    }
+
+    /// Write one chunk of `batch`'s lines, retrying with capped, jittered backoff. A chunk of
+    /// several lines that is too large or holds bad data comes back in halves; a single line
+    /// InfluxDB refuses is quarantined.
+    async fn write_chunk<'l>(&self, chunk: &'l [String], batch: &[LogEntry]) -> Chunk<'l> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.attempt(chunk).await {
+                Attempt::Written => {
+                    self.stats.points.fetch_add(chunk.len() as u64, Relaxed);
+                    counter!("ioc_influx_points_written_total").increment(chunk.len() as u64);
+                    return Chunk::Done;
+                }
+                Attempt::TooLarge | Attempt::BadData(_) if chunk.len() > 1 => {
+                    let (a, b) = chunk.split_at(chunk.len() / 2);
+                    return Chunk::Halves(a, b);
+                }
+                Attempt::BadData(message) => {
+                    self.reject(&chunk[0], batch, message).await;
+                    return Chunk::Done;
+                }
+                Attempt::TooLarge => {
+                    let message = "413: a single line is larger than the server accepts";
+                    self.reject(&chunk[0], batch, message.into()).await;
+                    return Chunk::Done;
+                }
+                Attempt::Retry(message) => {
+                    if !self.back_off(message, delay).await {
+                        return Chunk::Cancelled;
+                    }
+                    delay = (delay * 2).min(self.config.retry_max);
+                }
+            }
+        }
+    }
+
+    /// Count and log a failed write, then wait about `delay` before the next attempt. False if
+    /// cancelled meanwhile.
+    async fn back_off(&self, message: String, delay: Duration) -> bool {
+        self.stats.retries.fetch_add(1, Relaxed);
+        counter!("ioc_influx_retries_total").increment(1);
+        warn!(error = %message, retry_in = ?delay, "InfluxDB write failed; the backlog stays in the store.");
+        self.stats.error(message);
+        // Keep backlog and lag current while InfluxDB is away.
+        self.observe(self.stats.cursor.load(Relaxed)).await;
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        let jittered = delay.mul_f64(0.5 + rand::random::<f64>());
+        self.pause(jittered).await;
+        !self.cancel.is_cancelled()
     }
 
     async fn attempt(&self, lines: &[String]) -> Attempt {

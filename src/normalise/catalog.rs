@@ -82,19 +82,22 @@ impl MetricSpec {
             Scale::Kelvin if spec.dim == Temperature => return Ok(value - 273.15),
             _ => return Err(mismatch()),
         };
-        match (spec.dim, u.dim) {
-            (Other | Latitude | Longitude, _) | (_, Other | Latitude | Longitude) => {
-                Err(mismatch())
-            }
-            (a, b) if a == b => Ok(value * factor / spec.factor),
-            (MassConcentration, MixingRatio) => match spec.molar_mass {
-                Some(mm) => Ok(value * factor * mm / MOLAR_VOLUME * 1000.0),
-                None => Err(mismatch()),
-            },
+        spec.scaled(value, factor, u.dim).ok_or_else(mismatch)
+    }
+
+    /// `value` times `factor` (the size of its unit in dimension `dim`'s base unit) in this
+    /// metric's canonical unit; `None` when `dim` does not convert to the metric's dimension.
+    fn scaled(&self, value: f64, factor: f64, dim: Dim) -> Option<f64> {
+        match (self.dim, dim) {
+            (Other | Latitude | Longitude, _) | (_, Other | Latitude | Longitude) => None,
+            (a, b) if a == b => Some(value * factor / self.factor),
+            (MassConcentration, MixingRatio) => self
+                .molar_mass
+                .map(|mm| value * factor * mm / MOLAR_VOLUME * 1000.0),
             // "1" (UN/CEFACT C62) for a percentage: a 0–1 fraction (Smart Data Models convention).
-            (Ratio, Dimensionless) => Ok(value * factor * 100.0),
-            (Count | State | Ph | Dimensionless, Dimensionless) => Ok(value * factor),
-            _ => Err(mismatch()),
+            (Ratio, Dimensionless) => Some(value * factor * 100.0),
+            (Count | State | Ph | Dimensionless, Dimensionless) => Some(value * factor),
+            _ => None,
         }
     }
 

@@ -8,8 +8,10 @@
 //! rejected with `invalid_value` or `unknown_unit`.
 
 pub mod catalog;
+mod conflict;
 mod devices;
 pub mod units;
+mod value;
 pub mod vocabulary;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -17,12 +19,14 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use jiff::Timestamp;
 
 use crate::model::{
-    City, Decoded, Domain, FeedId, Location, Normalised, Observation, ObservedValue, Reading,
-    RejectReason, Rejection,
+    City, Decoded, Domain, FeedId, Location, Normalised, Observation, Reading, RejectReason,
+    Rejection, Status,
 };
-use catalog::{Kind, MetricSpec};
+use catalog::MetricSpec;
+use conflict::one_value_per_series;
 pub use devices::DeviceConfig;
 use units::Vocabulary;
+use value::value;
 
 /// Longest device id, in bytes.
 pub const DEVICE_ID_MAX: usize = 128;
@@ -44,6 +48,30 @@ struct Catalogued {
     location: Location,
     /// The device's own bands, narrower than its metrics' possible ranges.
     ranges: Vec<(&'static str, (f64, f64))>,
+}
+
+impl From<&DeviceConfig> for Catalogued {
+    /// What the catalogue entry `d` says of its device.
+    fn from(d: &DeviceConfig) -> Catalogued {
+        let location = Location {
+            lat: d.lat,
+            lon: d.lon,
+            ward: d.ward.clone(),
+        };
+        // Validation ensures every name is a canonical metric.
+        let ranges = d
+            .ranges
+            .iter()
+            .filter_map(|(metric, [lo, hi])| {
+                catalog::lookup(metric).map(|spec| (spec.name, (*lo, *hi)))
+            })
+            .collect();
+        Catalogued {
+            domain: d.domain,
+            location,
+            ranges,
+        }
+    }
 }
 
 /// Normaliser of one feed.
@@ -69,27 +97,7 @@ impl Normaliser {
     ) -> Normaliser {
         let devices = devices
             .iter()
-            .map(|d| {
-                let location = Location {
-                    lat: d.lat,
-                    lon: d.lon,
-                    ward: d.ward.clone(),
-                };
-                // Validation ensures every name is a canonical metric.
-                let ranges = d
-                    .ranges
-                    .iter()
-                    .filter_map(|(metric, [lo, hi])| {
-                        catalog::lookup(metric).map(|spec| (spec.name, (*lo, *hi)))
-                    })
-                    .collect();
-                let catalogued = Catalogued {
-                    domain: d.domain,
-                    location,
-                    ranges,
-                };
-                (d.id.clone(), catalogued)
-            })
+            .map(|d| (d.id.clone(), Catalogued::from(d)))
             .collect();
         Normaliser {
             city,
@@ -139,6 +147,9 @@ impl Normaliser {
         })
     }
 
+    /// One observation as a reading, or the first reason it cannot be one. The checks run in
+    /// a fixed order (device id, metric, time, status, value, range, position), and the first
+    /// that fails names the rejection.
     fn one(
         &self,
         o: &Observation,
@@ -146,34 +157,47 @@ impl Normaliser {
         received_at: Timestamp,
         now: Timestamp,
     ) -> Result<Reading, Rejection> {
-        let device = o.device_id.trim();
-        if device.is_empty() {
-            return Err(Rejection::new(
-                RejectReason::MissingDeviceId,
-                format!("observation {:?} has no device id", o.name),
-            ));
-        }
-        if !valid_device_id(device) {
-            let shown: String = device.chars().take(64).collect();
-            return Err(Rejection::new(
-                RejectReason::InvalidDeviceId,
-                format!(
-                    "device id {shown:?}{} ({} bytes) is not 1–{DEVICE_ID_MAX} characters of A–Z a–z 0–9 . _ : ~ @ -",
-                    if shown.len() < device.len() {
-                        "…"
-                    } else {
-                        ""
-                    },
-                    device.len()
-                ),
-            ));
-        }
-        let Some(spec) = catalog::lookup(&o.name) else {
-            return Err(Rejection::new(
-                RejectReason::UnknownMetric,
-                format!("device {device}: unknown metric {:?}", o.name),
-            ));
-        };
+        let device = device_id(o)?;
+        let spec = metric(device, o)?;
+        let observed_at = self.observed_at(device, spec, o, now)?;
+        let status = status(device, o)?;
+        let catalogued = self.devices.get(device);
+        let value = value(spec, o, vocabulary).map_err(|(reason, why)| {
+            Rejection::new(
+                reason,
+                format!("device {device}: {} ({}) {why}", spec.name, o.name),
+            )
+        })?;
+        within_range(device, spec, catalogued, value)?;
+        let domain = catalogued
+            .map(|c| c.domain)
+            .or_else(|| o.domain_hint.as_deref().and_then(domain_from_hint))
+            .unwrap_or(spec.domain);
+        let location = location(device, o, catalogued)?;
+        Ok(Reading {
+            city: self.city,
+            feed: self.feed.clone(),
+            device_id: device.to_owned(),
+            domain,
+            metric: spec.name,
+            value,
+            unit: spec.unit,
+            observed_at,
+            received_at,
+            location,
+            status,
+        })
+    }
+
+    /// The observation's time, if it has one and it lies between the retention window's start
+    /// and `now` plus the allowed skew.
+    fn observed_at(
+        &self,
+        device: &str,
+        spec: &MetricSpec,
+        o: &Observation,
+        now: Timestamp,
+    ) -> Result<Timestamp, Rejection> {
         let Some(observed_at) = o.observed_at else {
             return Err(Rejection::new(
                 RejectReason::MissingTimestamp,
@@ -199,217 +223,115 @@ impl Normaliser {
                 ),
             ));
         }
-        let status = vocabulary::status(o.status.as_deref()).ok_or_else(|| {
-            Rejection::new(
-                RejectReason::UnknownStatus,
-                format!(
-                    "device {device}: unknown status {:?}",
-                    o.status.as_deref().unwrap_or_default()
-                ),
-            )
-        })?;
-        let catalogued = self.devices.get(device);
-        let value = value(spec, o, vocabulary).map_err(|(reason, why)| {
-            Rejection::new(
-                reason,
-                format!("device {device}: {} ({}) {why}", spec.name, o.name),
-            )
-        })?;
-        let (lo, hi) = catalogued
-            .and_then(|c| c.ranges.iter().find(|(m, _)| *m == spec.name))
-            .map_or(spec.range, |(_, r)| *r);
-        if !(lo..=hi).contains(&value) {
-            let whose = if (lo, hi) == spec.range {
-                "possible"
-            } else {
-                "this device's"
-            };
-            return Err(Rejection::new(
-                RejectReason::InvalidValue,
-                format!(
-                    "device {device}: {} = {value} {} is outside the {whose} range {lo} … {hi} {}",
-                    spec.name, spec.unit, spec.unit
-                ),
-            ));
-        }
-        let domain = catalogued
-            .map(|c| c.domain)
-            .or_else(|| o.domain_hint.as_deref().and_then(domain_from_hint))
-            .unwrap_or(spec.domain);
-        let location = match catalogued {
-            Some(c) => Some(c.location.clone()),
-            None => match &o.location {
-                Some(l)
-                    if !(-90.0..=90.0).contains(&l.lat)
-                        || !(-180.0..=180.0).contains(&l.lon)
-                        || !l.lat.is_finite()
-                        || !l.lon.is_finite() =>
-                {
-                    return Err(Rejection::new(
-                        RejectReason::InvalidLocation,
-                        format!(
-                            "device {device}: position lat {}, lon {} is out of range (GeoJSON is [lon, lat])",
-                            l.lat, l.lon
-                        ),
-                    ));
-                }
-                other => other.clone(),
-            },
-        };
-        Ok(Reading {
-            city: self.city,
-            feed: self.feed.clone(),
-            device_id: device.to_owned(),
-            domain,
-            metric: spec.name,
-            value,
-            unit: spec.unit,
-            observed_at,
-            received_at,
-            location,
-            status,
-        })
+        Ok(observed_at)
     }
 }
 
-/// An observation's value in its metric's canonical unit, or the reason it has none.
-fn value(
-    spec: &MetricSpec,
-    o: &Observation,
-    vocabulary: Vocabulary,
-) -> Result<f64, (RejectReason, String)> {
-    let invalid = |why: String| (RejectReason::InvalidValue, why);
-    let v = match (spec.kind, &o.value) {
-        (Kind::Number, ObservedValue::Number(v)) => *v,
-        (Kind::Number, ObservedValue::Bool(b)) => {
-            return Err(invalid(format!("is the boolean {b}; a number is required")));
-        }
-        (Kind::Number, ObservedValue::Text(t)) => {
-            return Err(invalid(format!("is the text {t:?}; a number is required")));
-        }
-        (Kind::Enumeration(words), ObservedValue::Bool(b)) => {
-            return Ok(if *b { on(words) } else { off(words) });
-        }
-        (Kind::Enumeration(words), ObservedValue::Text(t)) => {
-            return vocabulary::enumerated(words, t).ok_or_else(|| {
-                let known: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
-                invalid(format!("is {t:?}, not one of {}", known.join(", ")))
-            });
-        }
-        (Kind::Enumeration(words), ObservedValue::Number(v)) => {
-            return if words.iter().any(|(_, code)| code == v) {
-                Ok(*v)
-            } else {
-                Err(invalid(format!("is {v}, not one of its states' numbers")))
-            };
-        }
-    };
-    if !v.is_finite() {
-        return Err(invalid(format!("value {v} is not a finite number")));
+/// The observation's device id, trimmed, if it is present and valid.
+fn device_id(o: &Observation) -> Result<&str, Rejection> {
+    let device = o.device_id.trim();
+    if device.is_empty() {
+        return Err(Rejection::new(
+            RejectReason::MissingDeviceId,
+            format!("observation {:?} has no device id", o.name),
+        ));
     }
-    let converted = match o.unit.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-        Some(unit) => spec
-            .convert(v, unit, vocabulary)
-            .map_err(|e| (RejectReason::UnknownUnit, e.to_string()))?,
-        None if spec.unitless() => v,
-        None => {
-            return Err((
-                RejectReason::UnknownUnit,
-                format!(
-                    "has no unit, and the format defines none for it (canonical {})",
-                    spec.unit
-                ),
-            ));
-        }
-    };
-    if !converted.is_finite() {
-        return Err(invalid(format!(
-            "value {v} overflows after unit conversion"
-        )));
-    }
-    Ok(converted)
-}
-
-fn on(words: &[(&str, f64)]) -> f64 {
-    vocabulary::enumerated(words, "on").unwrap_or(1.0)
-}
-
-fn off(words: &[(&str, f64)]) -> f64 {
-    vocabulary::enumerated(words, "off").unwrap_or(0.0)
-}
-
-/// One reading per device, metric and time: repeats of one value collapse into one reading;
-/// different values (two vendor names for one metric, several NGSI-LD instances) are a
-/// conflict nothing can settle, and every one of them is rejected.
-fn one_value_per_series(
-    readings: Vec<Reading>,
-    observations: &[Observation],
-    rejected: &mut Vec<Rejection>,
-) -> Vec<Reading> {
-    let key = |r: &Reading| (r.metric, r.observed_at, r.device_id.clone());
-    let same = |a: &Reading, b: &Reading| {
-        a.metric == b.metric && a.observed_at == b.observed_at && a.device_id == b.device_id
-    };
-    // Messages are small: the quadratic scan is cheaper than hashing at the usual 1–10
-    // readings, and only runs further when a series repeats.
-    let repeats = readings
-        .iter()
-        .enumerate()
-        .any(|(i, r)| readings[..i].iter().any(|p| same(p, r)));
-    if !repeats {
-        return readings;
-    }
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut index: HashMap<(&'static str, Timestamp, String), usize> = HashMap::new();
-    for (i, r) in readings.iter().enumerate() {
-        let g = *index.entry(key(r)).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[g].push(i);
-    }
-    let mut keep = vec![false; readings.len()];
-    for g in &groups {
-        let first = &readings[g[0]];
-        let agree = g.iter().all(|&i| {
-            readings[i].value.to_bits() == first.value.to_bits()
-                && readings[i].status == first.status
-        });
-        if agree {
-            keep[g[0]] = true;
-            continue;
-        }
-        let values: Vec<String> = g.iter().map(|&i| readings[i].value.to_string()).collect();
-        // The vendor names it came under (rare: found again rather than kept for every reading).
-        let mut names: Vec<&str> = observations
-            .iter()
-            .filter(|o| {
-                o.device_id.trim() == first.device_id
-                    && o.observed_at == Some(first.observed_at)
-                    && catalog::lookup(&o.name).is_some_and(|s| s.name == first.metric)
-            })
-            .map(|o| o.name.as_str())
-            .collect();
-        names.dedup();
-        rejected.push(Rejection::new(
-            RejectReason::Conflict,
+    if !valid_device_id(device) {
+        let shown: String = device.chars().take(64).collect();
+        return Err(Rejection::new(
+            RejectReason::InvalidDeviceId,
             format!(
-                "device {}: {} at {} has {} different values in one message: {} {} (from {})",
-                first.device_id,
-                first.metric,
-                first.observed_at,
-                g.len(),
-                values.join(", "),
-                first.unit,
-                names.join(", ")
+                "device id {shown:?}{} ({} bytes) is not 1–{DEVICE_ID_MAX} characters of A–Z a–z 0–9 . _ : ~ @ -",
+                if shown.len() < device.len() {
+                    "…"
+                } else {
+                    ""
+                },
+                device.len()
             ),
         ));
     }
-    readings
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(r, k)| k.then_some(r))
-        .collect()
+    Ok(device)
+}
+
+/// The catalogue's metric the observation's name stands for.
+fn metric(device: &str, o: &Observation) -> Result<&'static MetricSpec, Rejection> {
+    catalog::lookup(&o.name).ok_or_else(|| {
+        Rejection::new(
+            RejectReason::UnknownMetric,
+            format!("device {device}: unknown metric {:?}", o.name),
+        )
+    })
+}
+
+/// The observation's status in our vocabulary (none written means measuring).
+fn status(device: &str, o: &Observation) -> Result<Status, Rejection> {
+    vocabulary::status(o.status.as_deref()).ok_or_else(|| {
+        Rejection::new(
+            RejectReason::UnknownStatus,
+            format!(
+                "device {device}: unknown status {:?}",
+                o.status.as_deref().unwrap_or_default()
+            ),
+        )
+    })
+}
+
+/// Reject `value` unless it lies in the device's own band for the metric, or else in the
+/// metric's possible range.
+fn within_range(
+    device: &str,
+    spec: &MetricSpec,
+    catalogued: Option<&Catalogued>,
+    value: f64,
+) -> Result<(), Rejection> {
+    let (lo, hi) = catalogued
+        .and_then(|c| c.ranges.iter().find(|(m, _)| *m == spec.name))
+        .map_or(spec.range, |(_, r)| *r);
+    if (lo..=hi).contains(&value) {
+        return Ok(());
+    }
+    let whose = if (lo, hi) == spec.range {
+        "possible"
+    } else {
+        "this device's"
+    };
+    Err(Rejection::new(
+        RejectReason::InvalidValue,
+        format!(
+            "device {device}: {} = {value} {} is outside the {whose} range {lo} … {hi} {}",
+            spec.name, spec.unit, spec.unit
+        ),
+    ))
+}
+
+/// The reading's position: the catalogue's for a catalogued device, else the observation's
+/// own, which must be a real latitude and longitude.
+fn location(
+    device: &str,
+    o: &Observation,
+    catalogued: Option<&Catalogued>,
+) -> Result<Option<Location>, Rejection> {
+    if let Some(c) = catalogued {
+        return Ok(Some(c.location.clone()));
+    }
+    match &o.location {
+        Some(l)
+            if !(-90.0..=90.0).contains(&l.lat)
+                || !(-180.0..=180.0).contains(&l.lon)
+                || !l.lat.is_finite()
+                || !l.lon.is_finite() =>
+        {
+            Err(Rejection::new(
+                RejectReason::InvalidLocation,
+                format!(
+                    "device {device}: position lat {}, lon {} is out of range (GeoJSON is [lon, lat])",
+                    l.lat, l.lon
+                ),
+            ))
+        }
+        other => Ok(other.clone()),
+    }
 }
 
 /// One rejection for a message none of whose parts can be stored: the first part's reason,
@@ -453,7 +375,7 @@ fn domain_from_hint(hint: &str) -> Option<Domain> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::model::Status;
+    use crate::model::{ObservedValue, Status};
 
     fn normaliser() -> Normaliser {
         let config = Config::from_toml_str(crate::config::DEFAULT_TOML).unwrap();

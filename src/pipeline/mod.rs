@@ -21,7 +21,7 @@ use tracing::{error, trace, warn};
 
 use crate::alert::AlertHandOff;
 use crate::decode::Decoder;
-use crate::model::{Normalised, RejectReason, Rejection};
+use crate::model::{Normalised, RawMessage, RejectReason, Rejection};
 use crate::normalise::Normaliser;
 use crate::source::{AckToken, Delivery};
 use crate::stats::{FeedStats, names};
@@ -112,32 +112,49 @@ pub async fn run_feed(
     store: mpsc::Sender<Pending>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let FeedStage {
-        decoder,
-        normaliser,
-        limits,
-        stats,
-    } = stage;
-    let mut ignored = IgnoredCounters::new(&stats);
-    loop {
-        let delivery = tokio::select! {
-            biased;
-            d = input.recv() => d,
-            _ = cancel.cancelled() => {
-                // Stop accepting; what is already queued is still processed below.
-                input.close();
-                input.recv().await
-            }
+    let mut ignored = IgnoredCounters::new(&stage.stats);
+    while let Some(Delivery { message, ack }) = next_delivery(&mut input, &cancel).await {
+        let pending = Pending {
+            envelope: stage.envelope(message, &mut ignored, Timestamp::now()),
+            feed_index,
+            ack,
         };
-        let Some(Delivery { message, ack }) = delivery else {
+        if store.send(pending).await.is_err() {
             break;
-        };
-        let now = Timestamp::now();
+        }
+    }
+}
+
+/// The feed's next delivery; once cancelled, only what is already queued, then `None`.
+async fn next_delivery(
+    input: &mut mpsc::Receiver<Delivery>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Option<Delivery> {
+    tokio::select! {
+        biased;
+        d = input.recv() => d,
+        _ = cancel.cancelled() => {
+            // Stop accepting; what is already queued is still processed.
+            input.close();
+            input.recv().await
+        }
+    }
+}
+
+impl FeedStage {
+    /// What the store keeps of `message`: its readings, with the parts of it that were
+    /// rejected, or, when nothing of it can be stored, its rejection and payload.
+    fn envelope(
+        &self,
+        message: RawMessage,
+        ignored: &mut IgnoredCounters,
+        now: Timestamp,
+    ) -> Envelope {
         let mut partial = None;
         let content = match process(
-            &decoder,
-            &normaliser,
-            &limits,
+            &self.decoder,
+            &self.normaliser,
+            &self.limits,
             &message.topic,
             &message.payload,
             message.received_at,
@@ -145,41 +162,44 @@ pub async fn run_feed(
         ) {
             Ok(n) => {
                 ignored.count(&n.ignored);
-                if !n.rejected.is_empty() {
-                    trace!(feed = %message.feed, topic = message.topic, rejected = n.rejected.len(), "Parts of a message rejected.");
-                    let keep = message.payload.len().min(limits.quarantine_max_bytes);
-                    partial = Some(Box::new(Partial {
-                        rejected: n.rejected,
-                        payload: message.payload.slice(..keep),
-                        payload_size: message.payload.len(),
-                    }));
-                }
+                partial = self.partial(&message, n.rejected);
                 Content::Readings(n.readings)
             }
-            Err(rejection) => {
-                trace!(feed = %message.feed, topic = message.topic, %rejection, "Message rejected.");
-                let keep = message.payload.len().min(limits.quarantine_max_bytes);
-                Content::Rejected {
-                    rejection,
-                    payload: message.payload.slice(..keep),
-                    payload_size: message.payload.len(),
-                    dup: message.dup,
-                }
-            }
+            Err(rejection) => self.rejected(&message, rejection),
         };
-        let pending = Pending {
-            envelope: Envelope {
-                feed: message.feed,
-                topic: message.topic,
-                received_at: message.received_at,
-                content,
-                partial,
-            },
-            feed_index,
-            ack,
-        };
-        if store.send(pending).await.is_err() {
-            break;
+        Envelope {
+            feed: message.feed,
+            topic: message.topic,
+            received_at: message.received_at,
+            content,
+            partial,
+        }
+    }
+
+    /// The parts of a stored message that were rejected, with the start of its payload for
+    /// the quarantine; `None` when every part was stored.
+    fn partial(&self, message: &RawMessage, rejected: Vec<Rejection>) -> Option<Box<Partial>> {
+        if rejected.is_empty() {
+            return None;
+        }
+        trace!(feed = %message.feed, topic = message.topic, rejected = rejected.len(), "Parts of a message rejected.");
+        let keep = message.payload.len().min(self.limits.quarantine_max_bytes);
+        Some(Box::new(Partial {
+            rejected,
+            payload: message.payload.slice(..keep),
+            payload_size: message.payload.len(),
+        }))
+    }
+
+    /// A message none of which can be stored: its rejection and the start of its payload.
+    fn rejected(&self, message: &RawMessage, rejection: Rejection) -> Content {
+        trace!(feed = %message.feed, topic = message.topic, %rejection, "Message rejected.");
+        let keep = message.payload.len().min(self.limits.quarantine_max_bytes);
+        Content::Rejected {
+            rejection,
+            payload: message.payload.slice(..keep),
+            payload_size: message.payload.len(),
+            dup: message.dup,
         }
     }
 }
@@ -269,21 +289,10 @@ pub fn run_commits(
     batching: Batching,
     alerts: Option<AlertHandOff>,
 ) {
-    let batch_max = batching.max_messages;
-    let mut batch: Vec<Pending> = Vec::with_capacity(batch_max);
+    let mut batch: Vec<Pending> = Vec::with_capacity(batching.max_messages);
     let mut last_prune = std::time::Instant::now();
     while let Some(first) = queue.blocking_recv() {
-        let deadline = std::time::Instant::now() + batching.linger;
-        batch.push(first);
-        while batch.len() < batch_max {
-            match queue.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(_) => break,
-            }
-        }
+        linger(&mut queue, first, &mut batch, batching);
         let mut acks = Vec::with_capacity(batch.len());
         let mut envelopes = Vec::with_capacity(batch.len());
         for p in batch.drain(..) {
@@ -294,42 +303,7 @@ pub fn run_commits(
         let now = Timestamp::now();
         for ((envelope, outcome), (feed_index, ack)) in envelopes.iter().zip(&outcomes).zip(acks) {
             let link = &feeds[feed_index];
-            match (outcome, &envelope.content) {
-                (
-                    Outcome::Stored {
-                        inserted,
-                        conflicts,
-                    },
-                    _,
-                ) => {
-                    link.stats.stored(*inserted);
-                    link.stats.conflicts(*conflicts);
-                }
-                (Outcome::Duplicate, _) => link.stats.duplicate(),
-                (Outcome::Conflicted { conflicts }, _) => {
-                    link.stats.rejected(RejectReason::Conflict);
-                    link.stats.conflicts(*conflicts);
-                }
-                (Outcome::Rejected, content) => link.stats.rejected(match content {
-                    Content::Rejected { rejection, .. } => rejection.reason,
-                    // Not produced by the writer: a message with readings is never Rejected.
-                    Content::Readings(_) => RejectReason::InvalidSchema,
-                }),
-            }
-            if let Some(p) = &envelope.partial
-                && matches!(outcome, Outcome::Stored { .. })
-            {
-                link.stats.partial(&p.rejected);
-            }
-            link.stats.committed(now, envelope.received_at);
-            let latency = (now.as_millisecond() - envelope.received_at.as_millisecond()) as f64;
-            link.ingest_latency.record(latency / 1000.0);
-            if let Content::Readings(r) = &envelope.content
-                && let Some(first) = r.first()
-            {
-                let age = (now.as_millisecond() - first.observed_at.as_millisecond()) as f64;
-                link.observed_to_commit.record(age / 1000.0);
-            }
+            link.committed(envelope, outcome, now);
             // The ack task may be gone at shutdown; the broker then redelivers, and the store
             // recognises the duplicate.
             let _ = link.acks.send(ack);
@@ -339,26 +313,97 @@ pub fn run_commits(
             drop_readings(&mut envelopes, writer.discarded());
             alerts.committed(envelopes, &outcomes);
         }
-        let moving = std::time::Instant::now();
-        match writer.merge_recent_if_due() {
-            Ok(0) => {}
-            Ok(rows) => trace!(rows, took = ?moving.elapsed(), "Moved the recent log rows."),
-            Err(e) => warn!(error = %e, "Moving the recent log rows failed; will retry."),
-        }
-        if let Err(e) = writer.restart_wal_if_asked() {
-            warn!(error = %e, "Starting the WAL over failed; will retry.");
-        }
-        if last_prune.elapsed() > Duration::from_secs(60) {
-            last_prune = std::time::Instant::now();
-            match writer.prune(now) {
-                Ok(stats) => trace!(?stats, "Pruned expired data."),
-                Err(e) => warn!(error = %e, "Pruning expired data failed; will retry."),
-            }
-        }
+        upkeep(&mut writer, &mut last_prune, now);
     }
     // Otherwise the next start replays the readings since the last flush: slower, not lossy.
     if let Err(e) = writer.flush() {
         warn!(error = %e, "Writing the latest values at shutdown failed; the next start rebuilds them.");
+    }
+}
+
+/// Fill `batch` with `first` and what else arrives within `linger` of it, up to
+/// `max_messages`.
+fn linger(
+    queue: &mut mpsc::Receiver<Pending>,
+    first: Pending,
+    batch: &mut Vec<Pending>,
+    batching: Batching,
+) {
+    let deadline = std::time::Instant::now() + batching.linger;
+    batch.push(first);
+    while batch.len() < batching.max_messages {
+        match queue.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// The store's upkeep between commits: move the recent log rows when due, start the WAL over
+/// when asked, and prune expired data once a minute. Failures are retried next time.
+fn upkeep(writer: &mut StoreWriter, last_prune: &mut std::time::Instant, now: Timestamp) {
+    let moving = std::time::Instant::now();
+    match writer.merge_recent_if_due() {
+        Ok(0) => {}
+        Ok(rows) => trace!(rows, took = ?moving.elapsed(), "Moved the recent log rows."),
+        Err(e) => warn!(error = %e, "Moving the recent log rows failed; will retry."),
+    }
+    if let Err(e) = writer.restart_wal_if_asked() {
+        warn!(error = %e, "Starting the WAL over failed; will retry.");
+    }
+    if last_prune.elapsed() > Duration::from_secs(60) {
+        *last_prune = std::time::Instant::now();
+        match writer.prune(now) {
+            Ok(stats) => trace!(?stats, "Pruned expired data."),
+            Err(e) => warn!(error = %e, "Pruning expired data failed; will retry."),
+        }
+    }
+}
+
+impl FeedLink {
+    /// Count a committed message in the feed's stats and latency histograms.
+    fn committed(&self, envelope: &Envelope, outcome: &Outcome, now: Timestamp) {
+        self.count(outcome, &envelope.content);
+        if let Some(p) = &envelope.partial
+            && matches!(outcome, Outcome::Stored { .. })
+        {
+            self.stats.partial(&p.rejected);
+        }
+        self.stats.committed(now, envelope.received_at);
+        let latency = (now.as_millisecond() - envelope.received_at.as_millisecond()) as f64;
+        self.ingest_latency.record(latency / 1000.0);
+        if let Content::Readings(r) = &envelope.content
+            && let Some(first) = r.first()
+        {
+            let age = (now.as_millisecond() - first.observed_at.as_millisecond()) as f64;
+            self.observed_to_commit.record(age / 1000.0);
+        }
+    }
+
+    /// Count what the commit did with a message: stored, duplicate, conflicted or rejected.
+    fn count(&self, outcome: &Outcome, content: &Content) {
+        match outcome {
+            Outcome::Stored {
+                inserted,
+                conflicts,
+            } => {
+                self.stats.stored(*inserted);
+                self.stats.conflicts(*conflicts);
+            }
+            Outcome::Duplicate => self.stats.duplicate(),
+            Outcome::Conflicted { conflicts } => {
+                self.stats.rejected(RejectReason::Conflict);
+                self.stats.conflicts(*conflicts);
+            }
+            Outcome::Rejected => self.stats.rejected(match content {
+                Content::Rejected { rejection, .. } => rejection.reason,
+                // Not produced by the writer: a message with readings is never Rejected.
+                Content::Readings(_) => RejectReason::InvalidSchema,
+            }),
+        }
     }
 }
 

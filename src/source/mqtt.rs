@@ -34,6 +34,9 @@ use super::protocol::{Client, EventLoop, PacketRef, Polled};
 use crate::model::{FeedId, RawMessage};
 use crate::stats::FeedStats;
 
+/// The wait before reconnecting after a first failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
 /// Largest MQTT packet accepted; bigger payloads are a protocol error for rumqttc, so the limit
 /// is generous and the pipeline rejects oversized payloads with a reason instead.
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
@@ -88,12 +91,16 @@ pub fn connect(
         stats: Arc::clone(&stats),
         cancel,
         reconnect_max: feed.reconnect_max,
+        backoff: FIRST_BACKOFF,
+        intake_open: true,
     };
     tasks.spawn(poll.run());
     tasks.spawn(ack_loop(client, ack_rx, outbox, stats));
     Ok(ack_tx)
 }
 
+/// The client and event loop of `feed`'s connection, not yet connected: a persistent session
+/// under the feed's client id, manual acks, over TCP or TLS.
 fn client(feed: &FeedConfig) -> Result<(Client, EventLoop), SourceError> {
     let setup = |message: String| SourceError::Setup {
         feed: feed.name.clone(),
@@ -106,39 +113,57 @@ fn client(feed: &FeedConfig) -> Result<(Client, EventLoop), SourceError> {
     } else {
         Transport::Tcp
     };
-    let password = feed.password.as_ref().map(|p| p.expose().to_owned());
-    // The request channel carries acks and subscribes; it is drained on every poll.
-    const REQUESTS: usize = 1024;
     Ok(match feed.protocol {
-        MqttProtocol::V4 => {
-            let mut o = rumqttc::MqttOptions::new(feed.client_id(), addr.host, addr.port);
-            o.set_clean_session(false)
-                .set_manual_acks(true)
-                .set_keep_alive(feed.keep_alive)
-                .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-                .set_transport(transport);
-            if let Some(user) = &feed.username {
-                o.set_credentials(user.clone(), password.unwrap_or_default());
-            }
-            let (c, e) = rumqttc::AsyncClient::new(o, REQUESTS);
-            (Client::V4(c), EventLoop::V4(Box::new(e)))
-        }
-        MqttProtocol::V5 => {
-            let mut o = rumqttc::v5::MqttOptions::new(feed.client_id(), addr.host, addr.port);
-            let expiry = u32::try_from(feed.session_expiry.as_secs()).unwrap_or(u32::MAX);
-            o.set_clean_start(false)
-                .set_session_expiry_interval(Some(expiry))
-                .set_manual_acks(true)
-                .set_keep_alive(feed.keep_alive)
-                .set_max_packet_size(Some(MAX_PACKET_BYTES as u32))
-                .set_transport(transport);
-            if let Some(user) = &feed.username {
-                o.set_credentials(user.clone(), password.unwrap_or_default());
-            }
-            let (c, e) = rumqttc::v5::AsyncClient::new(o, REQUESTS);
-            (Client::V5(c), EventLoop::V5(Box::new(e)))
-        }
+        MqttProtocol::V4 => client_v4(feed, addr.host, addr.port, transport),
+        MqttProtocol::V5 => client_v5(feed, addr.host, addr.port, transport),
     })
+}
+
+/// The request channel carries acks and subscribes; it is drained on every poll.
+const REQUESTS: usize = 1024;
+
+/// An MQTT 3.1.1 client: clean session off.
+fn client_v4(
+    feed: &FeedConfig,
+    host: String,
+    port: u16,
+    transport: Transport,
+) -> (Client, EventLoop) {
+    let password = feed.password.as_ref().map(|p| p.expose().to_owned());
+    let mut o = rumqttc::MqttOptions::new(feed.client_id(), host, port);
+    o.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(feed.keep_alive)
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_transport(transport);
+    if let Some(user) = &feed.username {
+        o.set_credentials(user.clone(), password.unwrap_or_default());
+    }
+    let (c, e) = rumqttc::AsyncClient::new(o, REQUESTS);
+    (Client::V4(c), EventLoop::V4(Box::new(e)))
+}
+
+/// An MQTT 5 client: clean start off, the session kept for the feed's `session_expiry`.
+fn client_v5(
+    feed: &FeedConfig,
+    host: String,
+    port: u16,
+    transport: Transport,
+) -> (Client, EventLoop) {
+    let password = feed.password.as_ref().map(|p| p.expose().to_owned());
+    let mut o = rumqttc::v5::MqttOptions::new(feed.client_id(), host, port);
+    let expiry = u32::try_from(feed.session_expiry.as_secs()).unwrap_or(u32::MAX);
+    o.set_clean_start(false)
+        .set_session_expiry_interval(Some(expiry))
+        .set_manual_acks(true)
+        .set_keep_alive(feed.keep_alive)
+        .set_max_packet_size(Some(MAX_PACKET_BYTES as u32))
+        .set_transport(transport);
+    if let Some(user) = &feed.username {
+        o.set_credentials(user.clone(), password.unwrap_or_default());
+    }
+    let (c, e) = rumqttc::v5::AsyncClient::new(o, REQUESTS);
+    (Client::V5(c), EventLoop::V5(Box::new(e)))
 }
 
 struct PollTask {
@@ -154,86 +179,97 @@ struct PollTask {
     stats: Arc<FeedStats>,
     cancel: CancellationToken,
     reconnect_max: Duration,
+    /// The wait before the next reconnection; doubles per failure, reset by a CONNACK.
+    backoff: Duration,
+    /// Whether publishes are still forwarded; false once shutdown began.
+    intake_open: bool,
 }
 
 impl PollTask {
     async fn run(mut self) {
-        let mut backoff = Duration::from_millis(250);
-        let mut intake_open = true;
         loop {
             // `poll` is never raced against anything (it is not cancel-safe mid-write).
             let event = self.eventloop.poll().await;
-            if intake_open && (self.cancel.is_cancelled() || self.out.is_closed()) {
-                intake_open = false;
+            if self.intake_open && (self.cancel.is_cancelled() || self.out.is_closed()) {
+                self.intake_open = false;
                 debug!(feed = %self.feed, "Intake stopped; polling until acks are flushed.");
             }
-            match event {
-                Ok(Polled::Publish {
-                    topic,
-                    payload,
-                    dup,
-                    packet,
-                }) => {
-                    if intake_open && !self.forward(topic, payload, dup, packet).await {
-                        intake_open = false;
-                    }
-                }
-                Ok(Polled::ConnAck { session_present }) => {
-                    backoff = Duration::from_millis(250);
-                    self.connected(session_present);
-                }
-                Ok(Polled::SubscriptionsRefused(indices)) => {
-                    for topic in indices.iter().filter_map(|i| self.topics.get(*i)) {
-                        error!(feed = %self.feed, topic, "Broker refused the subscription.");
-                        self.stats.set_error(
-                            Timestamp::now(),
-                            format!("subscription to {topic} refused"),
-                        );
-                    }
-                }
-                Ok(Polled::AckSent(pkid)) => {
-                    let queued = self.outbox.lock().expect("outbox lock").herald_sent(pkid);
-                    if !queued.is_empty()
-                        && let Err(message) = self.eventloop.write_acks(&queued).await
-                        && !self.failed(message, intake_open, &mut backoff).await
-                    {
-                        break;
-                    }
-                }
-                Ok(Polled::Disconnected) => {
-                    info!(feed = %self.feed, "Disconnected from broker.");
-                    break;
-                }
-                Ok(Polled::Other) => {}
-                Err(message) => {
-                    if !self.failed(message, intake_open, &mut backoff).await {
-                        break;
-                    }
-                }
+            if !self.handle(event).await {
+                break;
             }
         }
         self.stats.set_connected(false);
     }
 
+    /// Act on one polled event. False when polling should stop.
+    async fn handle(&mut self, event: Result<Polled, String>) -> bool {
+        match event {
+            Ok(Polled::Publish {
+                topic,
+                payload,
+                dup,
+                packet,
+            }) => {
+                if self.intake_open && !self.forward(topic, payload, dup, packet).await {
+                    self.intake_open = false;
+                }
+            }
+            Ok(Polled::ConnAck { session_present }) => {
+                self.backoff = FIRST_BACKOFF;
+                self.connected(session_present);
+            }
+            Ok(Polled::SubscriptionsRefused(indices)) => self.refused(&indices),
+            Ok(Polled::AckSent(pkid)) => return self.herald_sent(pkid).await,
+            Ok(Polled::Disconnected) => {
+                info!(feed = %self.feed, "Disconnected from broker.");
+                return false;
+            }
+            Ok(Polled::Other) => {}
+            Err(message) => return self.failed(message).await,
+        }
+        true
+    }
+
+    /// The broker refused these subscriptions (indices into the feed's topics).
+    fn refused(&self, indices: &[usize]) {
+        for topic in indices.iter().filter_map(|i| self.topics.get(*i)) {
+            error!(feed = %self.feed, topic, "Broker refused the subscription.");
+            self.stats
+                .set_error(Timestamp::now(), format!("subscription to {topic} refused"));
+        }
+    }
+
+    /// The client's ack `pkid` (a batch's herald) was written: write the acks queued behind it.
+    /// False when that failed during shutdown.
+    async fn herald_sent(&mut self, pkid: u16) -> bool {
+        let queued = self.outbox.lock().expect("outbox lock").herald_sent(pkid);
+        if !queued.is_empty()
+            && let Err(message) = self.eventloop.write_acks(&queued).await
+        {
+            return self.failed(message).await;
+        }
+        true
+    }
+
     /// The connection failed: wait before the next poll reconnects. False during shutdown (stop
     /// polling instead).
-    async fn failed(&mut self, message: String, intake_open: bool, backoff: &mut Duration) -> bool {
+    async fn failed(&mut self, message: String) -> bool {
         self.stats.set_connected(false);
         // Acks of the failed connection are stale from now on, and so are its packets not yet
         // polled.
         self.outbox.lock().expect("outbox lock").disconnected();
         self.eventloop.forget_connection();
-        if !intake_open {
+        if !self.intake_open {
             debug!(feed = %self.feed, error = %message, "Connection ended during shutdown.");
             return false;
         }
-        warn!(feed = %self.feed, error = %message, retry_in = ?*backoff, "MQTT connection failed; reconnecting.");
+        warn!(feed = %self.feed, error = %message, retry_in = ?self.backoff, "MQTT connection failed; reconnecting.");
         self.stats.set_error(Timestamp::now(), message);
         tokio::select! {
-            _ = tokio::time::sleep(jitter(*backoff)) => {}
+            _ = tokio::time::sleep(jitter(self.backoff)) => {}
             _ = self.cancel.cancelled() => {}
         }
-        *backoff = (*backoff * 2).min(self.reconnect_max);
+        self.backoff = (self.backoff * 2).min(self.reconnect_max);
         true
     }
 

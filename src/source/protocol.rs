@@ -59,62 +59,8 @@ impl EventLoop {
     /// Poll once. Errors are described as text: the caller logs them and reconnects.
     pub async fn poll(&mut self) -> Result<Polled, String> {
         match self {
-            EventLoop::V4(e) => {
-                use rumqttc::{Event, Outgoing, Packet, SubscribeReasonCode};
-                Ok(match e.poll().await.map_err(describe_v4)? {
-                    Event::Incoming(Packet::Publish(p)) => Polled::Publish {
-                        topic: p.topic.clone(),
-                        payload: p.payload.clone(),
-                        dup: p.dup,
-                        packet: PacketRef::V4(rumqttc::Publish {
-                            payload: Bytes::new(),
-                            topic: String::new(),
-                            ..p
-                        }),
-                    },
-                    Event::Incoming(Packet::ConnAck(a)) => Polled::ConnAck {
-                        session_present: a.session_present,
-                    },
-                    Event::Incoming(Packet::SubAck(s)) => Polled::SubscriptionsRefused(refused(
-                        s.return_codes
-                            .iter()
-                            .map(|c| matches!(c, SubscribeReasonCode::Failure)),
-                    )),
-                    Event::Outgoing(Outgoing::PubAck(pkid)) => Polled::AckSent(pkid),
-                    Event::Outgoing(Outgoing::Disconnect) => Polled::Disconnected,
-                    _ => Polled::Other,
-                })
-            }
-            EventLoop::V5(e) => {
-                use rumqttc::{
-                    Outgoing,
-                    v5::{Event, mqttbytes::v5::Packet},
-                };
-                Ok(match e.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::Publish(p)) => Polled::Publish {
-                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                        payload: p.payload.clone(),
-                        dup: p.dup,
-                        packet: PacketRef::V5(Box::new(p5::Publish {
-                            payload: Bytes::new(),
-                            topic: Bytes::new(),
-                            properties: None,
-                            ..p
-                        })),
-                    },
-                    Event::Incoming(Packet::ConnAck(a)) => Polled::ConnAck {
-                        session_present: a.session_present,
-                    },
-                    Event::Incoming(Packet::SubAck(s)) => Polled::SubscriptionsRefused(refused(
-                        s.return_codes
-                            .iter()
-                            .map(|c| !matches!(c, p5::SubscribeReasonCode::Success(_))),
-                    )),
-                    Event::Outgoing(Outgoing::PubAck(pkid)) => Polled::AckSent(pkid),
-                    Event::Outgoing(Outgoing::Disconnect) => Polled::Disconnected,
-                    _ => Polled::Other,
-                })
-            }
+            EventLoop::V4(e) => Ok(polled_v4(e.poll().await.map_err(describe_v4)?)),
+            EventLoop::V5(e) => Ok(polled_v5(e.poll().await.map_err(|e| e.to_string())?)),
         }
     }
 
@@ -183,6 +129,68 @@ pub async fn write_between_polls(
     };
     e.clean();
     Err(result)
+}
+
+/// An MQTT 3.1.1 event as the connection logic sees it. A publish keeps its payload apart
+/// from what acknowledging it needs.
+fn polled_v4(event: rumqttc::Event) -> Polled {
+    use rumqttc::{Event, Outgoing, Packet, SubscribeReasonCode};
+    match event {
+        Event::Incoming(Packet::Publish(p)) => Polled::Publish {
+            topic: p.topic.clone(),
+            payload: p.payload.clone(),
+            dup: p.dup,
+            packet: PacketRef::V4(rumqttc::Publish {
+                payload: Bytes::new(),
+                topic: String::new(),
+                ..p
+            }),
+        },
+        Event::Incoming(Packet::ConnAck(a)) => Polled::ConnAck {
+            session_present: a.session_present,
+        },
+        Event::Incoming(Packet::SubAck(s)) => Polled::SubscriptionsRefused(refused(
+            s.return_codes
+                .iter()
+                .map(|c| matches!(c, SubscribeReasonCode::Failure)),
+        )),
+        Event::Outgoing(Outgoing::PubAck(pkid)) => Polled::AckSent(pkid),
+        Event::Outgoing(Outgoing::Disconnect) => Polled::Disconnected,
+        _ => Polled::Other,
+    }
+}
+
+/// An MQTT 5 event as the connection logic sees it. A publish keeps its payload apart from
+/// what acknowledging it needs.
+fn polled_v5(event: rumqttc::v5::Event) -> Polled {
+    use rumqttc::{
+        Outgoing,
+        v5::{Event, mqttbytes::v5::Packet},
+    };
+    match event {
+        Event::Incoming(Packet::Publish(p)) => Polled::Publish {
+            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+            payload: p.payload.clone(),
+            dup: p.dup,
+            packet: PacketRef::V5(Box::new(p5::Publish {
+                payload: Bytes::new(),
+                topic: Bytes::new(),
+                properties: None,
+                ..p
+            })),
+        },
+        Event::Incoming(Packet::ConnAck(a)) => Polled::ConnAck {
+            session_present: a.session_present,
+        },
+        Event::Incoming(Packet::SubAck(s)) => Polled::SubscriptionsRefused(refused(
+            s.return_codes
+                .iter()
+                .map(|c| !matches!(c, p5::SubscribeReasonCode::Success(_))),
+        )),
+        Event::Outgoing(Outgoing::PubAck(pkid)) => Polled::AckSent(pkid),
+        Event::Outgoing(Outgoing::Disconnect) => Polled::Disconnected,
+        _ => Polled::Other,
+    }
 }
 
 fn refused(failed: impl Iterator<Item = bool>) -> Vec<usize> {

@@ -120,6 +120,60 @@ fn outbox_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     })
 }
 
+/// The open (firing) incident of a fingerprint, the newest should there be several.
+const SELECT_FIRING: &str =
+    "SELECT id FROM alerts WHERE fingerprint = ?1 AND state = 'firing' ORDER BY id DESC LIMIT 1";
+
+/// Resolve incident `?1` at `?2`, with its last value `?3` when there is one.
+const RESOLVE_INCIDENT: &str = "UPDATE alerts SET state = 'resolved', ends_at = ?2, value = COALESCE(?3, value), updated_at = ?2 WHERE id = ?1";
+
+/// A new incident, firing or (a resolution without an open incident) already resolved.
+const INSERT_INCIDENT: &str =
+    "INSERT INTO alerts (fingerprint, rule, subject, city, severity, state, labels, summary,
+                                             description, value, starts_at, ends_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+/// A pending notification, due now; one already queued under its webhook id is left as it is.
+const QUEUE_NOTIFICATION: &str = "INSERT INTO outbox (receiver, webhook_id, alert_id, body, state, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5) ON CONFLICT (receiver, webhook_id) DO NOTHING";
+
+/// Record the alert change in its incident: firing while one is open changes nothing,
+/// resolving closes the open one, and otherwise a new incident starts. The incident's id.
+fn record_incident(tx: &rusqlite::Transaction<'_>, alert: &NewAlert) -> Result<i64, StoreError> {
+    let now = alert.at.as_millisecond();
+    let open: Option<i64> = tx
+        .query_row(SELECT_FIRING, [&alert.fingerprint], |r| r.get(0))
+        .optional()?;
+    Ok(match (alert.firing, open) {
+        (true, Some(id)) => id, // already firing (restart race): no second incident
+        (false, Some(id)) => {
+            tx.execute(RESOLVE_INCIDENT, params![id, now, alert.value])?;
+            id
+        }
+        (firing, None) => {
+            tx.execute(
+                INSERT_INCIDENT,
+                params![
+                    alert.fingerprint,
+                    alert.rule,
+                    alert.subject,
+                    alert.city,
+                    alert.severity,
+                    if firing { "firing" } else { "resolved" },
+                    alert.labels.to_string(),
+                    alert.summary,
+                    alert.description,
+                    alert.value,
+                    alert.started_at.as_millisecond(),
+                    (!firing).then_some(now),
+                    now,
+                ],
+            )?;
+            tx.last_insert_rowid()
+        }
+    })
+}
+
 impl Store {
     /// Record an alert change and queue its notifications, in one transaction: a change is
     /// never recorded without its notifications, nor notified without being recorded.
@@ -135,52 +189,13 @@ impl Store {
         self.side_write(move |conn| {
             // IMMEDIATE: take the write lock before reading, so the read→write upgrade cannot
             // fail with SQLITE_BUSY (which the busy timeout does not cover).
-            let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-            let now = alert.at.as_millisecond();
-            let open: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM alerts WHERE fingerprint = ?1 AND state = 'firing' ORDER BY id DESC LIMIT 1",
-                    [&alert.fingerprint],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let id = match (alert.firing, open) {
-                (true, Some(id)) => id, // already firing (restart race): no second incident
-                (false, Some(id)) => {
-                    tx.execute(
-                        "UPDATE alerts SET state = 'resolved', ends_at = ?2, value = COALESCE(?3, value), updated_at = ?2 WHERE id = ?1",
-                        params![id, now, alert.value],
-                    )?;
-                    id
-                }
-                (firing, None) => {
-                    tx.execute(
-                        "INSERT INTO alerts (fingerprint, rule, subject, city, severity, state, labels, summary,
-                                             description, value, starts_at, ends_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                        params![
-                            alert.fingerprint,
-                            alert.rule,
-                            alert.subject,
-                            alert.city,
-                            alert.severity,
-                            if firing { "firing" } else { "resolved" },
-                            alert.labels.to_string(),
-                            alert.summary,
-                            alert.description,
-                            alert.value,
-                            alert.started_at.as_millisecond(),
-                            (!firing).then_some(now),
-                            now,
-                        ],
-                    )?;
-                    tx.last_insert_rowid()
-                }
-            };
-            let mut queue = tx.prepare_cached(
-                "INSERT INTO outbox (receiver, webhook_id, alert_id, body, state, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5) ON CONFLICT (receiver, webhook_id) DO NOTHING",
+            let tx = rusqlite::Transaction::new_unchecked(
+                conn,
+                rusqlite::TransactionBehavior::Immediate,
             )?;
+            let id = record_incident(&tx, &alert)?;
+            let mut queue = tx.prepare_cached(QUEUE_NOTIFICATION)?;
+            let now = alert.at.as_millisecond();
             for (receiver, webhook_id, body) in notifications(id) {
                 queue.execute(params![receiver, webhook_id, id, body, now])?;
             }

@@ -90,102 +90,137 @@ impl Live {
     /// tables up to date with the result.
     pub(super) fn load(conn: &mut Connection) -> Result<Live, StoreError> {
         let mut state = State::default();
-        {
-            let mut stmt = conn.prepare(
-                "SELECT id, last_observed_at, last_value, last_status FROM series
-                 WHERE last_observed_at IS NOT NULL",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                state.series.insert(
-                    row.get(0)?,
-                    Latest {
-                        observed_at: row.get(1)?,
-                        value: row.get(2)?,
-                        status: row.get(3)?,
-                    },
-                );
-            }
-            let mut stmt = conn.prepare(
-                "SELECT device_id, last_seen, last_observed_at, last_status, learned_interval_ms
-                 FROM devices",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                state.devices.insert(
-                    row.get(0)?,
-                    DeviceLive {
-                        last_seen: row.get(1)?,
-                        last_observed_at: row.get(2)?,
-                        last_status: row.get(3)?,
-                        learned_interval_ms: row.get::<_, Option<i64>>(4)?.map(|v| v as f64),
-                    },
-                );
-            }
-        }
+        load_series(conn, &mut state)?;
+        load_devices(conn, &mut state)?;
         let tx = conn.transaction()?;
         let position: i64 = tx
-            .query_row(
-                "SELECT position FROM cursors WHERE name = ?1",
-                [CURSOR],
-                |r| r.get(0),
-            )
+            .query_row(SELECT_CURSOR, [CURSOR], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
-        let mut replayed_series = HashSet::default();
-        let mut replayed_devices = HashSet::default();
-        {
-            let mut stmt = tx.prepare(super::log_query(&format!(
-                "{} ORDER BY 1",
-                super::over_log(
-                    "SELECT o.id, s.device_id, o.observed_at, o.received_at, o.readings
-                     FROM {log} o JOIN series s ON s.id = o.device_key WHERE o.id > ?1"
-                )
-            )))?;
-            let mut rows = stmt.query([position])?;
-            while let Some(row) = rows.next()? {
-                let device = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-                let (observed_at, received_at): (i64, i64) = (row.get(2)?, row.get(3)?);
-                if !replayed_devices.contains(device) {
-                    replayed_devices.insert(device.to_owned());
-                }
-                // Not `entry(device.to_owned())`: that copies the key for every row.
-                let d = match state.devices.get_mut(device) {
-                    Some(d) => d,
-                    None => state.devices.entry(device.to_owned()).or_default(),
-                };
-                let mut latest = Vec::new();
-                for r in
-                    super::packed::decode(row.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?)
-                {
-                    let (id, value, status) = r?;
-                    let l = Latest {
-                        observed_at,
-                        value,
-                        status,
-                    };
-                    d.saw(received_at, observed_at, status);
-                    latest.push((id, l));
-                }
-                for (id, l) in latest {
-                    state.offer(id, l);
-                    replayed_series.insert(id);
-                }
-            }
-        }
-        if !replayed_series.is_empty() {
+        let replayed = replay(&tx, position, &mut state)?;
+        if !replayed.series.is_empty() {
             tracing::info!(
-                series = replayed_series.len(),
-                devices = replayed_devices.len(),
+                series = replayed.series.len(),
+                devices = replayed.devices.len(),
                 "Replayed the readings logged after the last flush of latest values."
             );
         }
-        write_all(&tx, &state, &replayed_series, &replayed_devices)?;
+        write_all(&tx, &state, &replayed.series, &replayed.devices)?;
         tx.commit()?;
         Ok(Live {
             state: RwLock::new(state),
         })
     }
+}
+
+/// Every series' latest reading as last written to its row.
+const SELECT_SERIES: &str = "SELECT id, last_observed_at, last_value, last_status FROM series
+                 WHERE last_observed_at IS NOT NULL";
+
+/// Every device's live state as last written to its row.
+const SELECT_DEVICES: &str =
+    "SELECT device_id, last_seen, last_observed_at, last_status, learned_interval_ms
+                 FROM devices";
+
+/// The log position the tables are up to date with (`?1` = `CURSOR`).
+const SELECT_CURSOR: &str = "SELECT position FROM cursors WHERE name = ?1";
+
+/// One arm of the replay: each log row after position `?1`, with its series' device.
+const REPLAY_ARM: &str = "SELECT o.id, s.device_id, o.observed_at, o.received_at, o.readings
+                     FROM {log} o JOIN series s ON s.id = o.device_key WHERE o.id > ?1";
+
+/// Read the series rows' latest readings into `state`.
+fn load_series(conn: &Connection, state: &mut State) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(SELECT_SERIES)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        state.series.insert(
+            row.get(0)?,
+            Latest {
+                observed_at: row.get(1)?,
+                value: row.get(2)?,
+                status: row.get(3)?,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Read the device rows' live state into `state`.
+fn load_devices(conn: &Connection, state: &mut State) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(SELECT_DEVICES)?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        state.devices.insert(
+            row.get(0)?,
+            DeviceLive {
+                last_seen: row.get(1)?,
+                last_observed_at: row.get(2)?,
+                last_status: row.get(3)?,
+                learned_interval_ms: row.get::<_, Option<i64>>(4)?.map(|v| v as f64),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The series and devices a replay changed.
+#[derive(Default)]
+struct Replayed {
+    series: HashSet<i64>,
+    devices: HashSet<String>,
+}
+
+/// Apply the readings logged after `position` to `state`, in log order.
+fn replay(
+    tx: &rusqlite::Transaction<'_>,
+    position: i64,
+    state: &mut State,
+) -> Result<Replayed, StoreError> {
+    let mut replayed = Replayed::default();
+    let mut stmt = tx.prepare(super::log_query(&format!(
+        "{} ORDER BY 1",
+        super::over_log(REPLAY_ARM)
+    )))?;
+    let mut rows = stmt.query([position])?;
+    while let Some(row) = rows.next()? {
+        replay_row(row, state, &mut replayed)?;
+    }
+    Ok(replayed)
+}
+
+/// Apply one log row (one device's readings at one time) to `state`.
+fn replay_row(
+    row: &rusqlite::Row<'_>,
+    state: &mut State,
+    replayed: &mut Replayed,
+) -> Result<(), StoreError> {
+    let device = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+    let (observed_at, received_at): (i64, i64) = (row.get(2)?, row.get(3)?);
+    if !replayed.devices.contains(device) {
+        replayed.devices.insert(device.to_owned());
+    }
+    // Not `entry(device.to_owned())`: that copies the key for every row.
+    let d = match state.devices.get_mut(device) {
+        Some(d) => d,
+        None => state.devices.entry(device.to_owned()).or_default(),
+    };
+    let mut latest = Vec::new();
+    for r in super::packed::decode(row.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?) {
+        let (id, value, status) = r?;
+        let l = Latest {
+            observed_at,
+            value,
+            status,
+        };
+        d.saw(received_at, observed_at, status);
+        latest.push((id, l));
+    }
+    for (id, l) in latest {
+        state.offer(id, l);
+        replayed.series.insert(id);
+    }
+    Ok(())
 }
 
 /// Write the given series' and devices' live state to their rows.
@@ -322,20 +357,7 @@ impl Flusher {
             && self.started.elapsed() >= self.every
             && !(self.series.is_empty() && self.devices.is_empty())
         {
-            let mut series: Vec<i64> = self.series.drain().collect();
-            let mut devices: Vec<String> = self.devices.drain().collect();
-            series.sort_unstable();
-            devices.sort_unstable();
-            self.round = Some(Round {
-                series_slice: MIN_SLICE.max(series.len().div_ceil(ROUND_COMMITS)),
-                devices_slice: (MIN_SLICE / 4).max(devices.len().div_ceil(ROUND_COMMITS)),
-                series,
-                devices,
-                series_done: 0,
-                devices_done: 0,
-                position: super::log_end(tx)?,
-            });
-            self.started = Instant::now();
+            self.start_round(tx)?;
         }
         let Some(round) = &self.round else {
             return Ok(None);
@@ -357,6 +379,25 @@ impl Flusher {
             super::writer::set_cursor(tx, CURSOR, round.position)?;
         }
         Ok(Some(slice))
+    }
+
+    /// Start a round of what changed since the last, in id order, up to the log's end.
+    fn start_round(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        let mut series: Vec<i64> = self.series.drain().collect();
+        let mut devices: Vec<String> = self.devices.drain().collect();
+        series.sort_unstable();
+        devices.sort_unstable();
+        self.round = Some(Round {
+            series_slice: MIN_SLICE.max(series.len().div_ceil(ROUND_COMMITS)),
+            devices_slice: (MIN_SLICE / 4).max(devices.len().div_ceil(ROUND_COMMITS)),
+            series,
+            devices,
+            series_done: 0,
+            devices_done: 0,
+            position: super::log_end(tx)?,
+        });
+        self.started = Instant::now();
+        Ok(())
     }
 
     /// The transaction holding `slice` committed.

@@ -88,6 +88,7 @@ struct TnValue<'a> {
     unit: Option<&'a str>,
 }
 
+/// A Thái Nguyên message: one station's tagged values, on `tn/ioc/{domain}/{station}`.
 fn thai_nguyen(
     device: &DeviceConfig,
     at: Timestamp,
@@ -103,55 +104,54 @@ fn thai_nguyen(
         Domain::Lighting => "lighting",
         Domain::Energy => "energy",
     };
-    let d = samples
-        .iter()
-        .map(|(metric, v)| {
-            let (tag, unit) = match *metric {
-                "pm25" => ("PM25", Some("ug/m3")),
-                "pm10" => ("PM10", Some("ug/m3")),
-                "no2" => ("NO2", Some("ug/m3")),
-                "so2" => ("SO2", Some("ug/m3")),
-                "co" => ("CO", Some("ug/m3")),
-                "o3" => ("O3", Some("ug/m3")),
-                "temperature" => ("TEMP", Some("C")),
-                "relative_humidity" => ("HUMIDITY", Some("%")),
-                "water_level" => ("MUCNUOC", Some("m")),
-                "rainfall" => ("RAIN", Some("mm")),
-                "ph" => ("PH", None),
-                "dissolved_oxygen" => ("DO", Some("mg/L")),
-                "turbidity" => ("TURBIDITY", Some("NTU")),
-                "conductivity" => ("EC", Some("uS/cm")),
-                "water_temperature" => ("NHIETDONUOC", Some("C")),
-                "vehicle_count" => ("VEHICLES", Some("vehicles")),
-                "average_speed" => ("SPEED", Some("km/h")),
-                "occupancy" => ("OCCUPANCY", Some("%")),
-                "power_state" => {
-                    return TnValue {
-                        tag: "STATE",
-                        value: Scalar::Bool(*v >= 0.5),
-                        unit: None,
-                    };
-                }
-                "power" => ("POWER", Some("W")),
-                "energy" => ("ENERGY", Some("kWh")),
-                "dimming_level" => ("DIMMING", Some("%")),
-                other => (other, None),
-            };
-            TnValue {
-                tag,
-                value: Scalar::Number(*v),
-                unit,
-            }
-        })
-        .collect();
     let message = TnMessage {
         station: &device.id,
         ts: local(at),
         status,
-        d,
+        d: samples.iter().map(tn_value).collect(),
     };
     serde_json::to_writer(out, &message)?;
     Ok(format!("tn/ioc/{segment}/{}", device.id))
+}
+
+/// A sample as the Thái Nguyên vendor tags it, in its unit; the lamp's state is a boolean.
+fn tn_value(&(metric, v): &Sample) -> TnValue<'static> {
+    let (tag, unit) = match metric {
+        "pm25" => ("PM25", Some("ug/m3")),
+        "pm10" => ("PM10", Some("ug/m3")),
+        "no2" => ("NO2", Some("ug/m3")),
+        "so2" => ("SO2", Some("ug/m3")),
+        "co" => ("CO", Some("ug/m3")),
+        "o3" => ("O3", Some("ug/m3")),
+        "temperature" => ("TEMP", Some("C")),
+        "relative_humidity" => ("HUMIDITY", Some("%")),
+        "water_level" => ("MUCNUOC", Some("m")),
+        "rainfall" => ("RAIN", Some("mm")),
+        "ph" => ("PH", None),
+        "dissolved_oxygen" => ("DO", Some("mg/L")),
+        "turbidity" => ("TURBIDITY", Some("NTU")),
+        "conductivity" => ("EC", Some("uS/cm")),
+        "water_temperature" => ("NHIETDONUOC", Some("C")),
+        "vehicle_count" => ("VEHICLES", Some("vehicles")),
+        "average_speed" => ("SPEED", Some("km/h")),
+        "occupancy" => ("OCCUPANCY", Some("%")),
+        "power_state" => {
+            return TnValue {
+                tag: "STATE",
+                value: Scalar::Bool(v >= 0.5),
+                unit: None,
+            };
+        }
+        "power" => ("POWER", Some("W")),
+        "energy" => ("ENERGY", Some("kWh")),
+        "dimming_level" => ("DIMMING", Some("%")),
+        other => (other, None),
+    };
+    TnValue {
+        tag,
+        value: Scalar::Number(v),
+        unit,
+    }
 }
 
 /// A SenML record; the first also carries the base name and time.
@@ -194,6 +194,8 @@ impl<'a> SenmlRecord<'a> {
     }
 }
 
+/// A SenML pack of one device on `sc/senml/{device}`: a record per sample, and one for a
+/// status other than measuring; the first carries the base name and time.
 fn senml(
     device: &DeviceConfig,
     at: Timestamp,
@@ -201,38 +203,7 @@ fn senml(
     status: &str,
     out: &mut Vec<u8>,
 ) -> serde_json::Result<String> {
-    let mut records: Vec<SenmlRecord<'_>> = samples
-        .iter()
-        .map(|(metric, v)| {
-            let (n, u) = match *metric {
-                "temperature" => ("temp", Some("Cel")),
-                "relative_humidity" => ("humidity", Some("%RH")),
-                "water_level" => ("level", Some("m")),
-                "rainfall" => ("rain", Some("mm")),
-                "dissolved_oxygen" => ("do", Some("mg/l")),
-                "vehicle_count" => ("vehicles", Some("count")),
-                "average_speed" => ("speed", Some("km/h")),
-                // RFC 8798's percent; SenML's "%" is a ratio of 1 (RFC 8428 note 1).
-                "occupancy" => ("occupancy", Some("/100")),
-                "power_state" => {
-                    return SenmlRecord {
-                        vb: Some(*v >= 0.5),
-                        ..SenmlRecord::named("state")
-                    };
-                }
-                "power" => ("power", Some("W")),
-                "energy" => ("energy", Some("kWh")),
-                "dimming_level" => ("dimming", Some("/100")),
-                "ph" => ("ph", None),
-                other => (other, Some("ug/m3")),
-            };
-            SenmlRecord {
-                u,
-                v: Some(*v),
-                ..SenmlRecord::named(n)
-            }
-        })
-        .collect();
+    let mut records: Vec<SenmlRecord<'_>> = samples.iter().map(senml_record).collect();
     if status != "measuring" {
         records.push(SenmlRecord {
             vs: Some(status),
@@ -250,6 +221,38 @@ fn senml(
     }
     serde_json::to_writer(out, &records)?;
     Ok(format!("sc/senml/{}", device.id))
+}
+
+/// A sample as a SenML record, named and in the unit Sông Công's devices use; the lamp's
+/// state is a boolean.
+fn senml_record(&(metric, v): &Sample) -> SenmlRecord<'static> {
+    let (n, u) = match metric {
+        "temperature" => ("temp", Some("Cel")),
+        "relative_humidity" => ("humidity", Some("%RH")),
+        "water_level" => ("level", Some("m")),
+        "rainfall" => ("rain", Some("mm")),
+        "dissolved_oxygen" => ("do", Some("mg/l")),
+        "vehicle_count" => ("vehicles", Some("count")),
+        "average_speed" => ("speed", Some("km/h")),
+        // RFC 8798's percent; SenML's "%" is a ratio of 1 (RFC 8428 note 1).
+        "occupancy" => ("occupancy", Some("/100")),
+        "power_state" => {
+            return SenmlRecord {
+                vb: Some(v >= 0.5),
+                ..SenmlRecord::named("state")
+            };
+        }
+        "power" => ("power", Some("W")),
+        "energy" => ("energy", Some("kWh")),
+        "dimming_level" => ("dimming", Some("/100")),
+        "ph" => ("ph", None),
+        other => (other, Some("ug/m3")),
+    };
+    SenmlRecord {
+        u,
+        v: Some(v),
+        ..SenmlRecord::named(n)
+    }
 }
 
 /// An NGSI-LD normalized Property.
@@ -288,6 +291,19 @@ struct GeoProperty {
     value: Point,
 }
 
+impl GeoProperty {
+    /// A GeoJSON Point, `[lon, lat]`.
+    fn point(lon: f64, lat: f64) -> GeoProperty {
+        GeoProperty {
+            kind: "GeoProperty",
+            value: Point {
+                kind: "Point",
+                coordinates: [lon, lat],
+            },
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Point {
     #[serde(rename = "type")]
@@ -320,6 +336,9 @@ impl Serialize for Entity<'_> {
     }
 }
 
+/// A Phổ Yên NGSI-LD entity of the Smart Data Model of the device's kind, on
+/// `py/ngsi-ld/{type}`: a Property per sample, the time, thresholds and status as the model
+/// writes them, and the position.
 fn ngsi_ld(
     device: &DeviceConfig,
     at: Timestamp,
@@ -327,45 +346,14 @@ fn ngsi_ld(
     status: &str,
     out: &mut Vec<u8>,
 ) -> serde_json::Result<String> {
-    let kind = match device.domain {
-        Domain::AirQuality => "AirQualityObserved",
-        Domain::Water if !device.flood_levels.is_empty() => "FloodMonitoring",
-        Domain::Water => "WaterObserved",
-        Domain::Weather => "WeatherObserved",
-        Domain::Traffic => "TrafficFlowObserved",
-        Domain::Lighting | Domain::Energy => "Streetlight",
-    };
+    let kind = ngsi_type(device);
     let observed = at.to_string();
-    let number = Property::number;
     let mut attributes = Vec::with_capacity(samples.len() + 5);
     attributes.push(("dateObserved", Property::text(&observed)));
-    for (metric, v) in samples {
-        attributes.push(match *metric {
-            "temperature" => ("temperature", number(*v, Some("CEL"))),
-            "relative_humidity" => ("relativeHumidity", number(v / 100.0, None)),
-            "water_level" => ("currentLevel", number(*v, Some("MTR"))),
-            "rainfall" => ("precipitation", number(*v, Some("MMT"))),
-            "vehicle_count" => ("intensity", number(*v, None)),
-            "average_speed" => ("averageVehicleSpeed", number(*v, Some("KMH"))),
-            "occupancy" => ("occupancy", number(v / 100.0, None)),
-            "power_state" => (
-                "powerState",
-                Property::text(if *v >= 0.5 { "on" } else { "off" }),
-            ),
-            "power" => ("powerConsumption", number(*v, Some("WTT"))),
-            "energy" => ("energyConsumed", number(*v, Some("KWH"))),
-            "dimming_level" => ("illuminanceLevel", number(v / 100.0, None)),
-            other => (other, number(*v, Some("GQ"))),
-        });
-    }
+    attributes.extend(samples.iter().map(ngsi_attribute));
     if kind == "FloodMonitoring" {
         // Thresholds travel with FloodMonitoring entities; they are not readings.
-        if let Some(l) = device.flood_levels.first() {
-            attributes.push(("alertLevel", number(*l, Some("MTR"))));
-        }
-        if let Some(l) = device.flood_levels.last() {
-            attributes.push(("dangerLevel", number(*l, Some("MTR"))));
-        }
+        attributes.extend(flood_thresholds(device));
     }
     let from;
     if kind == "TrafficFlowObserved" {
@@ -373,29 +361,72 @@ fn ngsi_ld(
         attributes.push(("dateObservedFrom", Property::text(&from)));
         attributes.push(("dateObservedTo", Property::text(&observed)));
     }
-    let status = match (kind, status) {
-        ("Streetlight", "fault") => Some("defectiveLamp"),
-        ("Streetlight", _) => Some("ok"),
-        (_, "measuring") => None,
-        (_, s) => Some(s),
-    };
-    if let Some(s) = status {
+    if let Some(s) = ngsi_status(kind, status) {
         attributes.push(("status", Property::text(s)));
     }
     let entity = Entity {
         id: format!("urn:ngsi-ld:{kind}:{}", device.id),
         kind,
         attributes,
-        location: GeoProperty {
-            kind: "GeoProperty",
-            value: Point {
-                kind: "Point",
-                coordinates: [device.lon, device.lat],
-            },
-        },
+        location: GeoProperty::point(device.lon, device.lat),
     };
     serde_json::to_writer(out, &entity)?;
     Ok(format!("py/ngsi-ld/{kind}"))
+}
+
+/// A flood gauge's alarm levels: the first (alert) and the last (danger).
+fn flood_thresholds(device: &DeviceConfig) -> impl Iterator<Item = (&'static str, Property<'_>)> {
+    let alert = device.flood_levels.first();
+    let danger = device.flood_levels.last();
+    let alert = alert.map(|l| ("alertLevel", Property::number(*l, Some("MTR"))));
+    let danger = danger.map(|l| ("dangerLevel", Property::number(*l, Some("MTR"))));
+    alert.into_iter().chain(danger)
+}
+
+/// The Smart Data Model entity type of a device.
+fn ngsi_type(device: &DeviceConfig) -> &'static str {
+    match device.domain {
+        Domain::AirQuality => "AirQualityObserved",
+        Domain::Water if !device.flood_levels.is_empty() => "FloodMonitoring",
+        Domain::Water => "WaterObserved",
+        Domain::Weather => "WeatherObserved",
+        Domain::Traffic => "TrafficFlowObserved",
+        Domain::Lighting | Domain::Energy => "Streetlight",
+    }
+}
+
+/// A sample as the data model's attribute: its name, and the value in the model's unit
+/// (UN/CEFACT code; ratios as fractions of 1).
+fn ngsi_attribute<'a>(&(metric, v): &Sample) -> (&'static str, Property<'a>) {
+    let number = Property::number;
+    match metric {
+        "temperature" => ("temperature", number(v, Some("CEL"))),
+        "relative_humidity" => ("relativeHumidity", number(v / 100.0, None)),
+        "water_level" => ("currentLevel", number(v, Some("MTR"))),
+        "rainfall" => ("precipitation", number(v, Some("MMT"))),
+        "vehicle_count" => ("intensity", number(v, None)),
+        "average_speed" => ("averageVehicleSpeed", number(v, Some("KMH"))),
+        "occupancy" => ("occupancy", number(v / 100.0, None)),
+        "power_state" => (
+            "powerState",
+            Property::text(if v >= 0.5 { "on" } else { "off" }),
+        ),
+        "power" => ("powerConsumption", number(v, Some("WTT"))),
+        "energy" => ("energyConsumed", number(v, Some("KWH"))),
+        "dimming_level" => ("illuminanceLevel", number(v / 100.0, None)),
+        other => (other, number(v, Some("GQ"))),
+    }
+}
+
+/// The entity's `status`: a street light's lamp state, else the device's status unless it is
+/// measuring.
+fn ngsi_status<'s>(kind: &str, status: &'s str) -> Option<&'s str> {
+    match (kind, status) {
+        ("Streetlight", "fault") => Some("defectiveLamp"),
+        ("Streetlight", _) => Some("ok"),
+        (_, "measuring") => None,
+        (_, s) => Some(s),
+    }
 }
 
 /// Break a well-formed payload the way real feeds break (`kind` 0–4): a NaN literal, a

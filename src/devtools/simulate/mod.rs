@@ -5,6 +5,7 @@
 mod config;
 pub(crate) mod formats;
 mod profiles;
+mod samples;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::normalise::DeviceConfig;
 use crate::source::parse_broker_url;
 pub use config::SimulatorConfig;
 use profiles::{LocalTime, gaussian};
+use samples::Moment;
 
 /// One message ready to publish.
 #[derive(Debug, Clone)]
@@ -111,125 +113,25 @@ impl Generator {
             .unwrap_or(5.0)
             .min(60.0);
         state.last = Some(at);
-        let n = state.noise;
-        let id = state.device.id.clone();
-        let mut status = "measuring";
-        let samples = match state.device.domain {
-            Domain::AirQuality => {
-                let site = if id.contains("QUANTRIEU") {
-                    1.35
-                } else if id.contains("YENBINH") {
-                    1.15
-                } else {
-                    1.0
-                };
-                let pm25 = (profiles::pm25(t, site) * (1.0 + 0.35 * n)).max(2.0);
-                // A daily zero/span check at 00:00–00:10 local: calibrating, excluded from VN_AQI.
-                if t.hour < 10.0 / 60.0 {
-                    status = "calibrating";
-                }
-                vec![
-                    ("pm25", round1(pm25)),
-                    ("pm10", round1(pm25 * (1.45 + 0.1 * n))),
-                    (
-                        "no2",
-                        round1((profiles::no2(t, site) * (1.0 + 0.2 * n)).max(1.0)),
-                    ),
-                    ("so2", round1(12.0 * site * (1.0 + 0.3 * n).max(0.2))),
-                    (
-                        "co",
-                        (900.0 * site * profiles::pm25(t, 1.0) / 40.0 * (1.0 + 0.2 * n).max(0.3))
-                            .round(),
-                    ),
-                    ("o3", round1((profiles::o3(t) * (1.0 + 0.2 * n)).max(1.0))),
-                    ("temperature", round1(profiles::temperature(t) + n)),
-                    ("relative_humidity", round1(profiles::humidity(t) + 3.0 * n)),
-                ]
-            }
-            Domain::Water if !state.device.flood_levels.is_empty() => {
-                let bd1 = state.device.flood_levels[0];
-                // Gia Bảy: normal ≈ 20.8 m, BĐ1 25.0; Chã: normal ≈ 1.2 m, BĐ1 8.0 (§3).
-                let (normal, rise) = if bd1 > 20.0 { (20.8, 6.6) } else { (1.2, 8.4) };
-                let phase = (id.len() * 7) as f64;
-                vec![(
-                    "water_level",
-                    round2(profiles::river_level(t, normal, rise, phase) + 0.02 * n),
-                )]
-            }
-            Domain::Water if id.contains("WQ") => vec![
-                ("ph", round2(7.2 + 0.2 * n)),
-                (
-                    "dissolved_oxygen",
-                    round2(6.1 - 0.8 * profiles::temperature(t) / 30.0 + 0.3 * n),
-                ),
-                ("turbidity", round1((35.0 + 20.0 * n).max(2.0))),
-                ("conductivity", round1(210.0 + 25.0 * n)),
-                ("water_temperature", round1(profiles::temperature(t) - 2.0)),
-            ],
-            Domain::Water => {
-                let rain = profiles::rain(t, minutes, &mut self.rng);
-                vec![
-                    (
-                        "water_level",
-                        round2(profiles::river_level(t, 18.4, 3.0, 40.0) + 0.02 * n),
-                    ),
-                    ("rainfall", rain),
-                ]
-            }
-            Domain::Weather => vec![
-                ("rainfall", profiles::rain(t, minutes, &mut self.rng)),
-                ("temperature", round1(profiles::temperature(t) + 0.5 * n)),
-                ("relative_humidity", round1(profiles::humidity(t) + 2.0 * n)),
-            ],
-            Domain::Traffic => {
-                let industrial = id.contains("YENBINH");
-                let per_5 = profiles::vehicles_per_5min(t, industrial) * (1.0 + 0.15 * n);
-                let count = (per_5 * minutes / 5.0).max(0.0).round();
-                let speed = (48.0 - 0.06 * per_5 + 3.0 * n).clamp(8.0, 70.0);
-                vec![
-                    ("vehicle_count", count),
-                    ("average_speed", round1(speed)),
-                    ("occupancy", round1((per_5 / 6.0).clamp(1.0, 95.0))),
-                ]
-            }
-            Domain::Lighting | Domain::Energy => {
-                let cabinet = id.contains("CAB") || id.starts_with("sc-lt");
-                let rated_w = if cabinet { 9_000.0 } else { 150.0 };
-                let on = profiles::lights_on(t);
-                if state.fault_left > 0 {
-                    state.fault_left -= 1;
-                } else if on && self.rng.random::<f64>() < 0.01 {
-                    state.fault_left = 12;
-                }
-                let fault = state.fault_left > 0;
-                if fault {
-                    status = "fault";
-                }
-                let dim = profiles::dimming(t);
-                let power = if on && !fault {
-                    rated_w * dim / 100.0 * (1.0 + 0.02 * n)
-                } else {
-                    0.0
-                };
-                state.energy_kwh += power / 1000.0 * minutes / 60.0;
-                vec![
-                    ("power_state", if on { 1.0 } else { 0.0 }),
-                    ("power", round1(power)),
-                    ("energy", round2(state.energy_kwh)),
-                    ("dimming_level", dim),
-                ]
-            }
+        let m = Moment {
+            t,
+            n: state.noise,
+            minutes,
         };
-        (samples, status)
+        let id = state.device.id.clone();
+        let measuring = |samples| (samples, "measuring");
+        match state.device.domain {
+            Domain::AirQuality => samples::air_quality(&id, m),
+            Domain::Water if !state.device.flood_levels.is_empty() => {
+                measuring(samples::river_gauge(state.device.flood_levels[0], &id, m))
+            }
+            Domain::Water if id.contains("WQ") => measuring(samples::water_quality(m)),
+            Domain::Water => measuring(samples::water_level_and_rain(m, &mut self.rng)),
+            Domain::Weather => measuring(samples::weather(m, &mut self.rng)),
+            Domain::Traffic => measuring(samples::traffic(&id, m)),
+            Domain::Lighting | Domain::Energy => samples::lighting(state, &id, m, &mut self.rng),
+        }
     }
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 /// The cities whose devices the simulator drives (each in its IOC's format).
@@ -247,46 +149,13 @@ pub async fn run(
     devices: Vec<DeviceConfig>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let addr = parse_broker_url(&config.broker).map_err(anyhow::Error::msg)?;
-    let mut opts = MqttOptions::new(
-        format!("ioc-simulator-{}", config.seed),
-        addr.host,
-        addr.port,
-    );
-    opts.set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(1 << 20, 1 << 20);
-    if let Some(user) = &config.username {
-        let password = config.password.as_ref().map(|p| p.expose().to_owned());
-        opts.set_credentials(user.clone(), password.unwrap_or_default());
-    }
-    let (client, mut eventloop) = AsyncClient::new(opts, 1_000);
-    let poll_cancel = cancel.clone();
-    let poller = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = poll_cancel.cancelled() => break,
-                event = eventloop.poll() => if let Err(e) = event {
-                    warn!(error = %e, "Simulator connection failed; retrying.");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
+    let (client, poller) = connect(&config, cancel.clone())?;
     let devices = simulated(&devices);
     info!(broker = %config.broker, devices = devices.len(), interval = ?config.interval, "Simulator publishing.");
     let mut generator = Generator::new(config.seed, &devices, config.malformed_ratio);
     let result = async {
         if !config.backfill.is_zero() {
-            const STEP: i64 = 300;
-            let now = Timestamp::now().as_second();
-            let mut t = (now - config.backfill.as_secs() as i64).div_euclid(STEP) * STEP;
-            let mut published = 0;
-            while t < now && !cancel.is_cancelled() {
-                let at = Timestamp::from_second(t).context("backfill time")?;
-                published += publish(&client, generator.messages_at(at)).await?;
-                t += STEP;
-            }
-            info!(messages = published, backfill = ?config.backfill, "Simulator published history.");
+            backfill(&client, &mut generator, config.backfill, &cancel).await?;
         }
         let mut tick = tokio::time::interval(config.interval);
         loop {
@@ -304,6 +173,60 @@ pub async fn run(
     let _ = client.try_disconnect();
     poller.abort();
     result
+}
+
+/// The simulator's MQTT client, and the task polling its connection (reconnecting after a
+/// second on failure) until `cancel`.
+fn connect(
+    config: &SimulatorConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<(AsyncClient, tokio::task::JoinHandle<()>)> {
+    let addr = parse_broker_url(&config.broker).map_err(anyhow::Error::msg)?;
+    let mut opts = MqttOptions::new(
+        format!("ioc-simulator-{}", config.seed),
+        addr.host,
+        addr.port,
+    );
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    if let Some(user) = &config.username {
+        let password = config.password.as_ref().map(|p| p.expose().to_owned());
+        opts.set_credentials(user.clone(), password.unwrap_or_default());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 1_000);
+    let poller = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                event = eventloop.poll() => if let Err(e) = event {
+                    warn!(error = %e, "Simulator connection failed; retrying.");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok((client, poller))
+}
+
+/// Publish the last `span` of history, one round of messages every five minutes, oldest
+/// first, until done or cancelled.
+async fn backfill(
+    client: &AsyncClient,
+    generator: &mut Generator,
+    span: Duration,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    const STEP: i64 = 300;
+    let now = Timestamp::now().as_second();
+    let mut t = (now - span.as_secs() as i64).div_euclid(STEP) * STEP;
+    let mut published = 0;
+    while t < now && !cancel.is_cancelled() {
+        let at = Timestamp::from_second(t).context("backfill time")?;
+        published += publish(client, generator.messages_at(at)).await?;
+        t += STEP;
+    }
+    info!(messages = published, backfill = ?span, "Simulator published history.");
+    Ok(())
 }
 
 async fn publish(client: &AsyncClient, messages: Vec<SimMessage>) -> anyhow::Result<usize> {

@@ -24,43 +24,8 @@ impl Store {
     ) -> Result<Vec<HourlyMean>, StoreError> {
         let device_id = device_id.to_owned();
         let metrics: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(crate::store::log_query(&format!(
-                "SELECT hour, AVG(v), COUNT(*) FROM ({}) GROUP BY hour ORDER BY hour",
-                crate::store::over_log(
-                    "SELECT (o.observed_at / 3600000) * 3600000 AS hour,
-                            reading_value(o.readings, s.id) AS v
-                     FROM series s JOIN {log} o ON o.device_key = s.device_key
-                     WHERE s.device_id = ?1 AND s.metric = ?2
-                       AND o.observed_at >= ?3 AND o.observed_at < ?4
-                       AND reading_status(o.readings, s.id) = 0"
-                )
-            )))?;
-            let mut out = Vec::new();
-            for metric in &metrics {
-                let rows = stmt.query_map(
-                    rusqlite::params![
-                        device_id,
-                        metric,
-                        from.as_millisecond(),
-                        to.as_millisecond()
-                    ],
-                    |row| {
-                        Ok(HourlyMean {
-                            metric: metric.clone(),
-                            hour_start_ms: row.get(0)?,
-                            mean: row.get(1)?,
-                            count: row.get(2)?,
-                        })
-                    },
-                )?;
-                for row in rows {
-                    out.push(row?);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |conn| hourly_means(conn, &device_id, &metrics, from, to))
+            .await
     }
 
     /// A station's most recent hourly VN_AQI: the current hour if computable, else the one
@@ -94,4 +59,48 @@ impl Store {
         };
         Ok(aqi::hourly(&means, hour).or_else(|| aqi::hourly(&means, hour - HOUR_MS)))
     }
+}
+
+/// One arm of the hourly means: device `?1`'s measuring readings of metric `?2` observed in
+/// `[?3, ?4)`, each with its hour.
+const HOURLY_ARM: &str = "SELECT (o.observed_at / 3600000) * 3600000 AS hour,
+                            reading_value(o.readings, s.id) AS v
+                     FROM series s JOIN {log} o ON o.device_key = s.device_key
+                     WHERE s.device_id = ?1 AND s.metric = ?2
+                       AND o.observed_at >= ?3 AND o.observed_at < ?4
+                       AND reading_status(o.readings, s.id) = 0";
+
+/// See [`Store::hourly_means`].
+fn hourly_means(
+    conn: &Connection,
+    device_id: &str,
+    metrics: &[String],
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<HourlyMean>, StoreError> {
+    let mut stmt = conn.prepare_cached(crate::store::log_query(&format!(
+        "SELECT hour, AVG(v), COUNT(*) FROM ({}) GROUP BY hour ORDER BY hour",
+        crate::store::over_log(HOURLY_ARM)
+    )))?;
+    let mut out = Vec::new();
+    for metric in metrics {
+        let params = rusqlite::params![
+            device_id,
+            metric,
+            from.as_millisecond(),
+            to.as_millisecond()
+        ];
+        let rows = stmt.query_map(params, |row| {
+            Ok(HourlyMean {
+                metric: metric.clone(),
+                hour_start_ms: row.get(0)?,
+                mean: row.get(1)?,
+                count: row.get(2)?,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 //! presence from the live state.
 
 use super::*;
+use crate::store::live::State;
 
 /// Which devices [`Store::devices`] lists: exact matches on city, domain (the device's own) and
 /// device id, `None` matching any. The default lists every device.
@@ -59,9 +60,12 @@ pub(in crate::store) struct Catalogue {
     /// The writer's count of changes this was read at.
     generation: u64,
     rows: Vec<DeviceRow>,
-    /// (index in `rows`, series id, metric, unit), by device and metric.
-    series: Vec<(usize, i64, Arc<str>, Arc<str>)>,
+    /// By device and metric.
+    series: Vec<CatalogueSeries>,
 }
+
+/// A series of the catalogue: (index in `rows`, series id, metric, unit).
+type CatalogueSeries = (usize, i64, Arc<str>, Arc<str>);
 
 /// The last catalogue read, and the writer's count of changes to it.
 #[derive(Default)]
@@ -88,74 +92,21 @@ impl CatalogueCache {
     }
 }
 
-fn read_catalogue(conn: &Connection, generation: u64) -> Result<Catalogue, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT device_id, city, feed, domain, name, lat, lon, ward, position_source, flood_levels,
+/// Every device's row, without what changes per message, in the listing's order.
+const SELECT_DEVICES: &str =
+    "SELECT device_id, city, feed, domain, name, lat, lon, ward, position_source, flood_levels,
                 configured_interval_ms, first_seen, catalogued
-         FROM devices ORDER BY city, domain, device_id",
-    )?;
-    let rows: Vec<DeviceRow> = stmt
-        .query_map([], |row| {
-            let lat: Option<f64> = row.get(5)?;
-            let lon: Option<f64> = row.get(6)?;
-            let levels: Option<String> = row.get(9)?;
-            Ok(DeviceRow {
-                device_id: row.get(0)?,
-                city: row.get::<_, String>(1)?.parse().unwrap_or(City::ThaiNguyen),
-                feed: row.get(2)?,
-                domain: row
-                    .get::<_, String>(3)?
-                    .parse()
-                    .unwrap_or(Domain::AirQuality),
-                name: row.get(4)?,
-                location: lat.zip(lon).map(|(lat, lon)| Location {
-                    lat,
-                    lon,
-                    ward: row.get(7).ok().flatten(),
-                }),
-                position_source: row.get(8)?,
-                flood_levels: levels
-                    .and_then(|l| serde_json::from_str(&l).ok())
-                    .unwrap_or_default(),
-                expected_interval_ms: row.get(10)?,
-                first_seen: row.get::<_, Option<i64>>(11)?.map(ts),
-                last_seen: None,
-                last_observed_at: None,
-                last_status: None,
-                catalogued: row.get(12)?,
-                latest: Vec::new(),
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    // Every device's series in one pass over `series`, not a query per device.
-    let index: HashMap<&str, usize> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.device_id.as_str(), i))
-        .collect();
-    // Metric names and units repeat across devices: one shared string each.
-    let mut names: HashMap<String, Arc<str>> = HashMap::new();
-    let mut shared = |s: &str| -> Arc<str> {
-        if let Some(a) = names.get(s) {
-            return Arc::clone(a);
-        }
-        let a: Arc<str> = s.into();
-        names.insert(s.to_owned(), Arc::clone(&a));
-        a
-    };
-    let mut series = Vec::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT device_id, id, metric, unit FROM series ORDER BY device_id, metric",
-    )?;
-    let mut found = stmt.query([])?;
-    while let Some(row) = found.next()? {
-        if let Some(&i) = index.get(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?) {
-            let metric = shared(row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?);
-            let unit = shared(row.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?);
-            series.push((i, row.get::<_, i64>(1)?, metric, unit));
-        }
-    }
-    drop(index);
+         FROM devices ORDER BY city, domain, device_id";
+
+/// Every series, by device and metric.
+const SELECT_SERIES: &str =
+    "SELECT device_id, id, metric, unit FROM series ORDER BY device_id, metric";
+
+/// Read the catalogue from the tables, as of the writer's count of changes `generation`.
+fn read_catalogue(conn: &Connection, generation: u64) -> Result<Catalogue, StoreError> {
+    let mut stmt = conn.prepare_cached(SELECT_DEVICES)?;
+    let rows: Vec<DeviceRow> = stmt.query_map([], device_row)?.collect::<Result<_, _>>()?;
+    let series = read_series(conn, &rows)?;
     Ok(Catalogue {
         generation,
         rows,
@@ -163,28 +114,83 @@ fn read_catalogue(conn: &Connection, generation: u64) -> Result<Catalogue, Store
     })
 }
 
+/// A device's row as `SELECT_DEVICES` reads it; what changes per message is left empty.
+fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
+    let lat: Option<f64> = row.get(5)?;
+    let lon: Option<f64> = row.get(6)?;
+    let levels: Option<String> = row.get(9)?;
+    Ok(DeviceRow {
+        device_id: row.get(0)?,
+        city: row.get::<_, String>(1)?.parse().unwrap_or(City::ThaiNguyen),
+        feed: row.get(2)?,
+        domain: row
+            .get::<_, String>(3)?
+            .parse()
+            .unwrap_or(Domain::AirQuality),
+        name: row.get(4)?,
+        location: lat.zip(lon).map(|(lat, lon)| Location {
+            lat,
+            lon,
+            ward: row.get(7).ok().flatten(),
+        }),
+        position_source: row.get(8)?,
+        flood_levels: levels
+            .and_then(|l| serde_json::from_str(&l).ok())
+            .unwrap_or_default(),
+        expected_interval_ms: row.get(10)?,
+        first_seen: row.get::<_, Option<i64>>(11)?.map(ts),
+        last_seen: None,
+        last_observed_at: None,
+        last_status: None,
+        catalogued: row.get(12)?,
+        latest: Vec::new(),
+    })
+}
+
+/// The series of the devices in `rows`, by device and metric.
+fn read_series(conn: &Connection, rows: &[DeviceRow]) -> Result<Vec<CatalogueSeries>, StoreError> {
+    // Every device's series in one pass over `series`, not a query per device.
+    let index: HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.device_id.as_str(), i))
+        .collect();
+    let mut names = SharedNames::default();
+    let mut series = Vec::new();
+    let mut stmt = conn.prepare_cached(SELECT_SERIES)?;
+    let mut found = stmt.query([])?;
+    while let Some(row) = found.next()? {
+        if let Some(&i) = index.get(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?) {
+            let metric = names.get(row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?);
+            let unit = names.get(row.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?);
+            series.push((i, row.get::<_, i64>(1)?, metric, unit));
+        }
+    }
+    Ok(series)
+}
+
+/// Metric names and units repeat across devices: one shared string each.
+#[derive(Default)]
+struct SharedNames(HashMap<String, Arc<str>>);
+
+impl SharedNames {
+    /// The shared string equal to `s`.
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = s.into();
+        self.0.insert(s.to_owned(), Arc::clone(&a));
+        a
+    }
+}
+
 /// The device rows `filter` selects, with what changes per message (last seen, latest values,
 /// learned interval) from the writer's live state rather than the rows, which lag it by
 /// seconds. (Series are selected by device only: a catalogued device's city or domain can
 /// differ from what its readings carry.)
 fn devices(catalogue: &Catalogue, live: &Live, filter: &DeviceFilter) -> Vec<DeviceRow> {
-    let selected = |d: &DeviceRow| {
-        filter.city.is_none_or(|c| d.city == c)
-            && filter.domain.is_none_or(|c| d.domain == c)
-            && filter
-                .device_id
-                .as_ref()
-                .is_none_or(|id| *id == d.device_id)
-    };
-    // Where each catalogue row went in the result, if selected.
-    let mut slot = vec![usize::MAX; catalogue.rows.len()];
-    let mut rows = Vec::with_capacity(catalogue.rows.iter().filter(|d| selected(d)).count());
-    for (i, d) in catalogue.rows.iter().enumerate() {
-        if selected(d) {
-            slot[i] = rows.len();
-            rows.push(d.clone());
-        }
-    }
+    let (mut rows, slot) = select(catalogue, filter);
     // Held for lookups only, as the writer waits for it.
     let live = live.read();
     for d in &mut rows {
@@ -197,6 +203,34 @@ fn devices(catalogue: &Catalogue, live: &Live, filter: &DeviceFilter) -> Vec<Dev
                 .or(l.learned_interval_ms.map(|v| v.round() as i64));
         }
     }
+    add_latest(&mut rows, &slot, catalogue, &live);
+    rows
+}
+
+/// The catalogue rows `filter` selects, and where each catalogue row went in them
+/// (`usize::MAX`: not selected).
+fn select(catalogue: &Catalogue, filter: &DeviceFilter) -> (Vec<DeviceRow>, Vec<usize>) {
+    let selected = |d: &DeviceRow| {
+        filter.city.is_none_or(|c| d.city == c)
+            && filter.domain.is_none_or(|c| d.domain == c)
+            && filter
+                .device_id
+                .as_ref()
+                .is_none_or(|id| *id == d.device_id)
+    };
+    let mut slot = vec![usize::MAX; catalogue.rows.len()];
+    let mut rows = Vec::with_capacity(catalogue.rows.iter().filter(|d| selected(d)).count());
+    for (i, d) in catalogue.rows.iter().enumerate() {
+        if selected(d) {
+            slot[i] = rows.len();
+            rows.push(d.clone());
+        }
+    }
+    (rows, slot)
+}
+
+/// Give each selected device the latest value of each of its series that has one.
+fn add_latest(rows: &mut [DeviceRow], slot: &[usize], catalogue: &Catalogue, live: &State) {
     // Each device's values sized up front: grown one by one, 15,000 devices' vectors were
     // copied twice each and their new pages faulted in, every second for the overview.
     let mut values = vec![0; rows.len()];
@@ -222,7 +256,6 @@ fn devices(catalogue: &Catalogue, live: &Live, filter: &DeviceFilter) -> Vec<Dev
             });
         }
     }
-    rows
 }
 
 impl Store {

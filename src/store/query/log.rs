@@ -44,74 +44,100 @@ fn first_log_row_after<T: rusqlite::types::FromSql>(
         .optional()?)
 }
 
+/// Up to `?2` log rows after position `?1`, in log order.
+const SELECT_LOG_ROWS: &str = "SELECT id, observed_at, readings FROM log_rows
+                 WHERE id > ?1 ORDER BY id LIMIT ?2";
+
+/// What a log entry tells of series `?1`: its city, feed, device, domain, metric and unit, and
+/// its device's ward.
+const SELECT_SERIES_META: &str =
+    "SELECT s.city, s.feed, s.device_id, s.domain, s.metric, s.unit, d.ward
+                 FROM series s LEFT JOIN devices d ON d.device_id = s.device_id
+                 WHERE s.id = ?1";
+
+/// See [`Store::read_log`].
+fn read_log(conn: &Connection, after_id: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+    let mut rows = conn.prepare_cached(crate::store::log_query(SELECT_LOG_ROWS))?;
+    let mut series = conn.prepare_cached(SELECT_SERIES_META)?;
+    let mut known: HashMap<i64, SeriesMeta> = HashMap::default();
+    let mut out = Vec::new();
+    let mut rows = rows.query(rusqlite::params![after_id, limit])?;
+    while out.len() < limit as usize
+        && let Some(row) = rows.next()?
+    {
+        let (id, observed_at) = (row.get(0)?, ts(row.get(1)?));
+        let blob = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+        for r in crate::store::packed::decode(blob) {
+            let (series_id, value, status) = r?;
+            let meta = match known.entry(series_id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(series.query_row([series_id], SeriesMeta::read)?),
+            };
+            out.push(meta.entry(id, value, observed_at, status));
+        }
+    }
+    Ok(out)
+}
+
+/// What a log entry tells of its series, read once per series.
+#[derive(Clone)]
+struct SeriesMeta {
+    city: String,
+    feed: String,
+    device_id: String,
+    domain: String,
+    metric: String,
+    unit: String,
+    ward: Option<String>,
+}
+
+impl SeriesMeta {
+    /// A series as `SELECT_SERIES_META` reads it.
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<SeriesMeta> {
+        Ok(SeriesMeta {
+            city: row.get(0)?,
+            feed: row.get(1)?,
+            device_id: row.get(2)?,
+            domain: row.get(3)?,
+            metric: row.get(4)?,
+            unit: row.get(5)?,
+            ward: row.get(6)?,
+        })
+    }
+
+    /// The log entry of a reading of this series in log row `id`.
+    fn entry(&self, id: i64, value: f64, observed_at: Timestamp, status: i64) -> LogEntry {
+        let SeriesMeta {
+            city,
+            feed,
+            device_id,
+            domain,
+            metric,
+            unit,
+            ward,
+        } = self.clone();
+        LogEntry {
+            id,
+            city,
+            feed,
+            device_id,
+            domain,
+            metric,
+            unit,
+            value,
+            observed_at,
+            status: status_from_code(status),
+            ward,
+        }
+    }
+}
+
 impl Store {
     /// The readings of the log after position `after_id`, in log order: whole log rows (a
     /// device's readings at one time, sharing the row's position), as many as it takes to
     /// reach `limit` readings.
     pub async fn read_log(&self, after_id: i64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
-        self.read(move |conn| {
-            let mut rows = conn.prepare_cached(crate::store::log_query(
-                "SELECT id, observed_at, readings FROM log_rows
-                 WHERE id > ?1 ORDER BY id LIMIT ?2",
-            ))?;
-            let mut series = conn.prepare_cached(
-                "SELECT s.city, s.feed, s.device_id, s.domain, s.metric, s.unit, d.ward
-                 FROM series s LEFT JOIN devices d ON d.device_id = s.device_id
-                 WHERE s.id = ?1",
-            )?;
-            // series id → (city, feed, device, domain, metric, unit, ward)
-            type Meta = (
-                String,
-                String,
-                String,
-                String,
-                String,
-                String,
-                Option<String>,
-            );
-            let mut known: HashMap<i64, Meta> = HashMap::default();
-            let mut out = Vec::new();
-            let mut rows = rows.query(rusqlite::params![after_id, limit])?;
-            while out.len() < limit as usize
-                && let Some(row) = rows.next()?
-            {
-                let (id, observed_at) = (row.get(0)?, ts(row.get(1)?));
-                let blob = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
-                for r in crate::store::packed::decode(blob) {
-                    let (series_id, value, status) = r?;
-                    let meta = match known.entry(series_id) {
-                        Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(series.query_row([series_id], |row| {
-                            Ok((
-                                row.get(0)?,
-                                row.get(1)?,
-                                row.get(2)?,
-                                row.get(3)?,
-                                row.get(4)?,
-                                row.get(5)?,
-                                row.get(6)?,
-                            ))
-                        })?),
-                    };
-                    let (city, feed, device_id, domain, metric, unit, ward) = meta.clone();
-                    out.push(LogEntry {
-                        id,
-                        city,
-                        feed,
-                        device_id,
-                        domain,
-                        metric,
-                        unit,
-                        value,
-                        observed_at,
-                        status: status_from_code(status),
-                        ward,
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |conn| read_log(conn, after_id, limit)).await
     }
 
     /// How many readings the log holds after position `after_id` (a reader's backlog), from the

@@ -46,27 +46,56 @@ pub struct RejectCount {
     pub count: i64,
 }
 
+/// The `WHERE` clauses of a quarantine listing.
+fn reject_clauses(f: &RejectFilter) -> Where {
+    let mut w = Where::default();
+    if let Some(feed) = &f.feed {
+        w.add("feed = ?", feed.clone());
+    }
+    if let Some(reason) = &f.reason {
+        w.add("reason = ?", reason.clone());
+    }
+    if let Some(from) = f.from {
+        w.add("received_at >= ?", from.as_millisecond());
+    }
+    if let Some(to) = f.to {
+        w.add("received_at < ?", to.as_millisecond());
+    }
+    if let Some(before) = f.before_id {
+        w.add("id < ?", before);
+    }
+    w
+}
+
+/// A quarantine row as `Store::rejects` reads it; a payload that is not UTF-8 is also given
+/// in hex.
+fn reject_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RejectRow> {
+    let payload: Vec<u8> = row.get(8)?;
+    let text = String::from_utf8_lossy(&payload).into_owned();
+    let hex = std::str::from_utf8(&payload)
+        .is_err()
+        .then(|| hex::encode(&payload));
+    Ok(RejectRow {
+        id: row.get(0)?,
+        feed: row.get(1)?,
+        topic: row.get(2)?,
+        received_at: ts(row.get(3)?),
+        reason: row.get(4)?,
+        detail: row.get(5)?,
+        payload_size: row.get(6)?,
+        truncated: row.get(7)?,
+        partial: row.get(9)?,
+        payload_text: text,
+        payload_hex: hex,
+    })
+}
+
 impl Store {
     /// The quarantine rows `filter` selects, newest (highest id) first.
     pub async fn rejects(&self, filter: &RejectFilter) -> Result<Vec<RejectRow>, StoreError> {
         let f = filter.clone();
         self.read(move |conn| {
-            let mut w = Where::default();
-            if let Some(feed) = f.feed {
-                w.add("feed = ?", feed);
-            }
-            if let Some(reason) = f.reason {
-                w.add("reason = ?", reason);
-            }
-            if let Some(from) = f.from {
-                w.add("received_at >= ?", from.as_millisecond());
-            }
-            if let Some(to) = f.to {
-                w.add("received_at < ?", to.as_millisecond());
-            }
-            if let Some(before) = f.before_id {
-                w.add("id < ?", before);
-            }
+            let w = reject_clauses(&f);
             let sql = format!(
                 "SELECT id, feed, topic, received_at, reason, detail, payload_size, truncated, payload,
                         partial
@@ -75,24 +104,7 @@ impl Store {
                 f.limit
             );
             let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt.query_map(params_from_iter(w.params.iter()), |row| {
-                let payload: Vec<u8> = row.get(8)?;
-                let text = String::from_utf8_lossy(&payload).into_owned();
-                let hex = std::str::from_utf8(&payload).is_err().then(|| hex::encode(&payload));
-                Ok(RejectRow {
-                    id: row.get(0)?,
-                    feed: row.get(1)?,
-                    topic: row.get(2)?,
-                    received_at: ts(row.get(3)?),
-                    reason: row.get(4)?,
-                    detail: row.get(5)?,
-                    payload_size: row.get(6)?,
-                    truncated: row.get(7)?,
-                    partial: row.get(9)?,
-                    payload_text: text,
-                    payload_hex: hex,
-                })
-            })?;
+            let rows = stmt.query_map(params_from_iter(w.params.iter()), reject_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await

@@ -11,6 +11,22 @@ pub struct Point {
     pub status: Status,
 }
 
+/// One arm of a series query: device `?1`'s readings of metric `?2` observed in `[?3, ?4)`.
+const SERIES_ARM: &str = "SELECT o.observed_at, reading_value(o.readings, s.id) AS v,
+                            reading_status(o.readings, s.id)
+                     FROM series s JOIN {log} o ON o.device_key = s.device_key
+                     WHERE s.device_id = ?1 AND s.metric = ?2 AND o.observed_at >= ?3
+                       AND o.observed_at < ?4 AND v IS NOT NULL";
+
+/// A reading as `SERIES_ARM` reads it.
+fn point(row: &rusqlite::Row<'_>) -> rusqlite::Result<Point> {
+    Ok(Point {
+        observed_at: ts(row.get(0)?),
+        value: row.get(1)?,
+        status: status_from_code(row.get(2)?),
+    })
+}
+
 impl Store {
     /// The readings of `device_id`'s `metric` observed in `[from, to)`, of every status, oldest
     /// first; past `limit` readings, the oldest `limit`. An unknown device or metric gives none.
@@ -26,30 +42,16 @@ impl Store {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(crate::store::log_query(&format!(
                 "{} ORDER BY 1 LIMIT ?5",
-                crate::store::over_log(
-                    "SELECT o.observed_at, reading_value(o.readings, s.id) AS v,
-                            reading_status(o.readings, s.id)
-                     FROM series s JOIN {log} o ON o.device_key = s.device_key
-                     WHERE s.device_id = ?1 AND s.metric = ?2 AND o.observed_at >= ?3
-                       AND o.observed_at < ?4 AND v IS NOT NULL"
-                )
+                crate::store::over_log(SERIES_ARM)
             )))?;
-            let rows = stmt.query_map(
-                rusqlite::params![
-                    device_id,
-                    metric,
-                    from.as_millisecond(),
-                    to.as_millisecond(),
-                    limit
-                ],
-                |row| {
-                    Ok(Point {
-                        observed_at: ts(row.get(0)?),
-                        value: row.get(1)?,
-                        status: status_from_code(row.get(2)?),
-                    })
-                },
-            )?;
+            let params = rusqlite::params![
+                device_id,
+                metric,
+                from.as_millisecond(),
+                to.as_millisecond(),
+                limit
+            ];
+            let rows = stmt.query_map(params, point)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await

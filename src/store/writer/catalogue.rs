@@ -31,6 +31,8 @@ pub(super) struct SeriesKey {
     pub(super) device_key: i64,
 }
 
+/// The series of reading `r`'s device and metric: from the cache, else its row, written
+/// (and `written` set) if new.
 pub(super) fn series_key(
     tx: &rusqlite::Transaction<'_>,
     cache: &mut SeriesCache,
@@ -43,27 +45,38 @@ pub(super) fn series_key(
     {
         return Ok(*key);
     }
-    // A device's first series gives the device its key (its own id); later ones share it.
     *written = true;
-    let (id, device_key): (i64, i64) = tx
-        .prepare_cached(
-            "INSERT INTO series (device_id, metric, city, feed, domain, unit, device_key)
+    let key = insert_series(tx, r)?;
+    cache
+        .entry(r.device_id.clone())
+        .or_default()
+        .insert(r.metric, key);
+    Ok(key)
+}
+
+/// Add the series of a device and metric (or, should it exist, set its unit), returning its id
+/// and its device's key: that of the device's other series, 0 for its first.
+const INSERT_SERIES: &str =
+    "INSERT INTO series (device_id, metric, city, feed, domain, unit, device_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6,
                      COALESCE((SELECT device_key FROM series WHERE device_id = ?1 LIMIT 1), 0))
              ON CONFLICT (device_id, metric) DO UPDATE SET unit = excluded.unit
-             RETURNING id, device_key",
-        )?
-        .query_row(
-            params![
-                r.device_id,
-                r.metric,
-                r.city.as_str(),
-                r.feed.as_str(),
-                r.domain.as_str(),
-                r.unit
-            ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
+             RETURNING id, device_key";
+
+/// Write the series row of reading `r`'s device and metric, and say its key.
+fn insert_series(tx: &rusqlite::Transaction<'_>, r: &Reading) -> Result<SeriesKey, StoreError> {
+    // A device's first series gives the device its key (its own id); later ones share it.
+    let (id, device_key): (i64, i64) = tx.prepare_cached(INSERT_SERIES)?.query_row(
+        params![
+            r.device_id,
+            r.metric,
+            r.city.as_str(),
+            r.feed.as_str(),
+            r.domain.as_str(),
+            r.unit
+        ],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let device_key = if device_key == 0 {
         tx.prepare_cached("UPDATE series SET device_key = id WHERE id = ?1")?
             .execute([id])?;
@@ -71,12 +84,7 @@ pub(super) fn series_key(
     } else {
         device_key
     };
-    let key = SeriesKey { id, device_key };
-    cache
-        .entry(r.device_id.clone())
-        .or_default()
-        .insert(r.metric, key);
-    Ok(key)
+    Ok(SeriesKey { id, device_key })
 }
 
 /// The writer's state of a device, loaded from the live state on first sight.
@@ -132,21 +140,7 @@ pub(super) fn write_new_devices(
     states: &mut HashMap<String, DeviceState>,
 ) -> Result<bool, StoreError> {
     let mut wrote = false;
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO devices (device_id, city, feed, domain, lat, lon, first_seen, last_seen,
-                              last_observed_at, last_status, learned_interval_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)
-         ON CONFLICT (device_id) DO UPDATE SET
-           feed = COALESCE(devices.feed, excluded.feed),
-           lat = COALESCE(devices.lat, excluded.lat),
-           lon = CASE WHEN devices.lat IS NULL THEN excluded.lon ELSE devices.lon END,
-           first_seen = COALESCE(devices.first_seen, excluded.first_seen),
-           last_seen = MAX(COALESCE(devices.last_seen, 0), excluded.last_seen),
-           last_status = CASE WHEN excluded.last_observed_at >= COALESCE(devices.last_observed_at, 0)
-                              THEN excluded.last_status ELSE devices.last_status END,
-           last_observed_at = MAX(COALESCE(devices.last_observed_at, 0), excluded.last_observed_at),
-           learned_interval_ms = excluded.learned_interval_ms",
-    )?;
+    let mut upsert = tx.prepare_cached(UPSERT_DEVICE)?;
     for (device, t) in touched {
         let r = t.reading;
         let Some(state) = states.get_mut(*device) else {
@@ -158,23 +152,51 @@ pub(super) fn write_new_devices(
         state.row_written = true;
         state.located |= r.location.is_some();
         wrote = true;
-        let (lat, lon) = r.location.as_ref().map(|l| (l.lat, l.lon)).unzip();
-        let learned = state.learned_interval.map(|v| v.round() as i64);
-        let last_observed = state.last_observed.unwrap_or(t.observed_at);
-        upsert.execute(params![
-            device,
-            r.city.as_str(),
-            r.feed.as_str(),
-            r.domain.as_str(),
-            lat,
-            lon,
-            t.received_at,
-            last_observed,
-            status_code(r.status),
-            learned,
-        ])?;
+        upsert_device(&mut upsert, device, t, state)?;
     }
     Ok(wrote)
+}
+
+/// A device's row as a message shows it: the first feed, position and sighting stick; the
+/// last sighting and observation move forward only; the status is the latest observation's.
+const UPSERT_DEVICE: &str = "INSERT INTO devices (device_id, city, feed, domain, lat, lon, first_seen, last_seen,
+                              last_observed_at, last_status, learned_interval_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)
+         ON CONFLICT (device_id) DO UPDATE SET
+           feed = COALESCE(devices.feed, excluded.feed),
+           lat = COALESCE(devices.lat, excluded.lat),
+           lon = CASE WHEN devices.lat IS NULL THEN excluded.lon ELSE devices.lon END,
+           first_seen = COALESCE(devices.first_seen, excluded.first_seen),
+           last_seen = MAX(COALESCE(devices.last_seen, 0), excluded.last_seen),
+           last_status = CASE WHEN excluded.last_observed_at >= COALESCE(devices.last_observed_at, 0)
+                              THEN excluded.last_status ELSE devices.last_status END,
+           last_observed_at = MAX(COALESCE(devices.last_observed_at, 0), excluded.last_observed_at),
+           learned_interval_ms = excluded.learned_interval_ms";
+
+/// Upsert `device`'s row (`UPSERT_DEVICE`) from its newest reading of the commit and its state.
+fn upsert_device(
+    upsert: &mut rusqlite::CachedStatement<'_>,
+    device: &str,
+    t: &DeviceTouch<'_>,
+    state: &DeviceState,
+) -> Result<(), StoreError> {
+    let r = t.reading;
+    let (lat, lon) = r.location.as_ref().map(|l| (l.lat, l.lon)).unzip();
+    let learned = state.learned_interval.map(|v| v.round() as i64);
+    let last_observed = state.last_observed.unwrap_or(t.observed_at);
+    upsert.execute(params![
+        device,
+        r.city.as_str(),
+        r.feed.as_str(),
+        r.domain.as_str(),
+        lat,
+        lon,
+        t.received_at,
+        last_observed,
+        status_code(r.status),
+        learned,
+    ])?;
+    Ok(())
 }
 
 /// Load (or refresh) the configured device catalogue.

@@ -1,30 +1,10 @@
 //! The log of readings: how a batch's readings become log rows (one per device and
-//! observation time, readings packed), how a row that already exists takes a redelivery, a
-//! correction or more readings, and how the recent rows move to the device-keyed table.
+//! observation time, readings packed), and how a row that already exists takes a redelivery,
+//! a correction or more readings.
 
 use super::catalogue::{SeriesCache, SeriesKey, series_key};
+use super::recent::recent_rows;
 use super::*;
-
-/// `observations_recent` is moved to `observations` (see the schema) once it holds this many rows
-/// and the last move was `MERGE_GAP` ago, or once it holds `MERGE_ROWS_MAX`. A commit then dirties
-/// few of `observations_recent`'s index pages. A move writes each device's newest leaf of
-/// `observations` once per `MOVE_CHUNK` rows, however many of the device's rows they carry (at
-/// 15,000 devices, 15,000 pages), so the larger the move the less it costs per row; but commits
-/// wait while it runs, and a device's queries read the recent rows by time. So at moderate rates
-/// moves stay small and short (at 10,000 msg/s, 50,000 rows every 5 s, 60–80 ms each), and only
-/// under a load that fills this many rows faster than `MERGE_GAP` do they grow, up to
-/// `MERGE_ROWS_MAX`: at 83,000 msg/s, 200,000 rows every 2.5 s, 0.4–0.65 s each; (b) +3–10 %
-/// (BENCHMARKS.md, finding 26).
-pub(super) const MERGE_ROWS: i64 = 50_000;
-/// The least time between two moves below `MERGE_ROWS_MAX` rows.
-pub(super) const MERGE_GAP: Duration = Duration::from_secs(2);
-/// … or, whatever the gap, once this many rows wait.
-pub(super) const MERGE_ROWS_MAX: i64 = 200_000;
-/// … or this long after the last move, so that a slow feed's rows move too.
-pub(super) const MERGE_EVERY: Duration = Duration::from_secs(60);
-/// A move holds at most this many rows in memory at once: it reads them in this many at a
-/// time, in log order, each chunk sorted by device on its own.
-pub(super) const MOVE_CHUNK: usize = 100_000;
 
 /// What became of one reading of a batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,70 +27,6 @@ impl Fate {
     }
 }
 
-/// Copy the rows of `observations_recent` to `observations`, sorted by device and time, one
-/// `INSERT` per row. One `INSERT … SELECT` would be simpler, but a statement that writes many
-/// rows with given ids inside a transaction keeps a statement journal (SQLite may have to
-/// undo it alone): a copy of every page it changes, which here is every device's leaf — 70 MB
-/// of memory per move at 15,000 devices (BENCHMARKS.md, finding 24). A one-row `INSERT` keeps
-/// none. Rows are read `chunk` at a time in log order, each chunk sorted on its own. How many
-/// rows it copied.
-pub(super) fn move_recent(
-    tx: &rusqlite::Transaction<'_>,
-    chunk: usize,
-) -> Result<usize, StoreError> {
-    struct Row {
-        device_key: i64,
-        observed: i64,
-        id: i64,
-        received: i64,
-        readings: Vec<u8>,
-        log_readings: i64,
-    }
-    let mut select = tx.prepare(
-        "SELECT device_key, observed_at, id, received_at, readings, log_readings
-         FROM observations_recent WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO observations (id, device_key, observed_at, received_at, readings, log_readings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let chunk = chunk.max(1); // a read of none would end the move before its rows
-    let (mut moved, mut after) = (0, i64::MIN);
-    loop {
-        let mut rows = select
-            .query_map(params![after, chunk as i64], |r| {
-                Ok(Row {
-                    device_key: r.get(0)?,
-                    observed: r.get(1)?,
-                    id: r.get(2)?,
-                    received: r.get(3)?,
-                    readings: r.get(4)?,
-                    log_readings: r.get(5)?,
-                })
-            })?
-            .collect::<Result<Vec<Row>, _>>()?;
-        let Some(last) = rows.last() else {
-            return Ok(moved);
-        };
-        after = last.id;
-        rows.sort_unstable_by_key(|r| (r.device_key, r.observed));
-        for r in &rows {
-            insert.execute(params![
-                r.id,
-                r.device_key,
-                r.observed,
-                r.received,
-                r.readings,
-                r.log_readings
-            ])?;
-        }
-        moved += rows.len();
-        if rows.len() < chunk {
-            return Ok(moved);
-        }
-    }
-}
-
 /// Log every reading of a batch: one log row per device and observation time, its readings
 /// packed (see `packed`), added to `observations_recent` in the order of the rows' key — by
 /// device, then time — rather than as they arrived, so a row that meets one already logged
@@ -119,8 +35,7 @@ pub(super) fn move_recent(
 /// Returns, per reading in batch order (messages, then readings), its series id and its
 /// `Fate`. Of two readings of one series and time in a batch, one is kept (`settle`); `flat`
 /// orders them as they arrived. `readings` is how many the batch carries (`batch_readings`).
-/// `new_series` is set when a series row was written.
-#[allow(clippy::too_many_arguments)]
+/// The third value says whether a series row was written.
 pub(super) fn insert_readings(
     tx: &rusqlite::Transaction<'_>,
     series: &mut SeriesCache,
@@ -128,11 +43,40 @@ pub(super) fn insert_readings(
     scratch: &mut Scratch,
     readings: usize,
     log: &mut LogEnd,
-    new_series: &mut bool,
     policy: OnConflict,
-) -> Result<(Vec<i64>, Vec<Fate>), StoreError> {
+) -> Result<(Vec<i64>, Vec<Fate>, bool), StoreError> {
     let mut sids = reuse(&mut scratch.sids, readings);
     let mut order: Vec<Ordered<'_>> = reuse(&mut scratch.order, readings);
+    let mut new_series = false;
+    order_readings(tx, series, batch, &mut sids, &mut order, &mut new_series)?;
+    order.sort_unstable_by_key(|o| (o.key.device_key, o.observed, o.key.id, o.flat));
+    let mut fates = reuse(&mut scratch.fates, sids.len());
+    fates.resize(sids.len(), Fate::Duplicate);
+    let mut row = NewRow {
+        blob: Vec::with_capacity(128),
+        kept: Vec::new(),
+        received: i64::MIN,
+    };
+    for readings in
+        order.chunk_by(|a, b| (a.key.device_key, a.observed) == (b.key.device_key, b.observed))
+    {
+        row.settle(readings, policy, &mut fates);
+        row.write(tx, log, &mut fates, policy)?;
+    }
+    scratch.order = recycle(order);
+    Ok((sids, fates, new_series))
+}
+
+/// Push each reading of the batch, in batch order, to `order` with its series (its row
+/// written when new) and log key, and its series id to `sids`.
+fn order_readings<'b>(
+    tx: &rusqlite::Transaction<'_>,
+    series: &mut SeriesCache,
+    batch: &'b [Envelope],
+    sids: &mut Vec<i64>,
+    order: &mut Vec<Ordered<'b>>,
+    new_series: &mut bool,
+) -> Result<(), StoreError> {
     for env in batch {
         if let Content::Readings(readings) = &env.content {
             let received = env.received_at.as_millisecond();
@@ -149,37 +93,61 @@ pub(super) fn insert_readings(
             }
         }
     }
-    order.sort_unstable_by_key(|o| (o.key.device_key, o.observed, o.key.id, o.flat));
-    let mut fates = reuse(&mut scratch.fates, sids.len());
-    fates.resize(sids.len(), Fate::Duplicate);
-    let mut blob = Vec::with_capacity(128);
-    let mut kept: Vec<&Ordered<'_>> = Vec::new();
-    for row in
-        order.chunk_by(|a, b| (a.key.device_key, a.observed) == (b.key.device_key, b.observed))
-    {
-        blob.clear();
-        kept.clear();
-        let mut received = i64::MIN;
+    Ok(())
+}
+
+/// The log row of one device and time being built from a batch: its packed readings, the
+/// reading kept of each series, and the latest receipt among them. Reused from row to row.
+struct NewRow<'o, 'a> {
+    blob: Vec<u8>,
+    kept: Vec<&'o Ordered<'a>>,
+    received: i64,
+}
+
+impl<'o, 'a> NewRow<'o, 'a> {
+    /// Start over with `row`'s readings (in series order): each series' run settled to the
+    /// one reading kept, which is packed.
+    fn settle(&mut self, row: &'o [Ordered<'a>], policy: OnConflict, fates: &mut [Fate]) {
+        self.blob.clear();
+        self.kept.clear();
+        self.received = i64::MIN;
         for run in row.chunk_by(|a, b| a.key.id == b.key.id) {
-            let o = settle(run, policy, &mut fates);
-            o.pack(&mut blob);
-            received = received.max(o.received);
-            kept.push(o);
+            let o = settle(run, policy, fates);
+            o.pack(&mut self.blob);
+            self.received = self.received.max(o.received);
+            self.kept.push(o);
         }
-        let (device_key, observed) = (row[0].key.device_key, row[0].observed);
+    }
+
+    /// Log the row: appended when the log cannot hold a row of its device and time yet, else
+    /// added to the row it holds (see `add_to_row`).
+    fn write(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        log: &mut LogEnd,
+        fates: &mut [Fate],
+        policy: OnConflict,
+    ) -> Result<(), StoreError> {
+        let (device_key, observed) = (self.kept[0].key.device_key, self.kept[0].observed);
         let held = if log.horizon.may_hold(tx, device_key, observed)? {
             LogRow::find(tx, device_key, observed)?
         } else {
             None
         };
         log.horizon.extend(device_key, observed);
+        let (kept, received) = (&self.kept, self.received);
         match held {
-            None => log.append(tx, device_key, observed, received, &blob, kept.len() as i64)?,
-            Some(held) => add_to_row(tx, &kept, received, held, &mut fates, log, policy)?,
+            None => log.append(
+                tx,
+                device_key,
+                observed,
+                received,
+                &self.blob,
+                kept.len() as i64,
+            ),
+            Some(held) => add_to_row(tx, kept, received, held, fates, log, policy),
         }
     }
-    scratch.order = recycle(order);
-    Ok((sids, fates))
 }
 
 /// Of the readings of one series and time in a batch (in arrival order), the one to log, as
@@ -229,6 +197,18 @@ pub(super) struct LogEnd {
 }
 
 impl LogEnd {
+    /// The log end the writer knew, else read from the tables. Taken out of `known`: a failed
+    /// commit leaves it unknown.
+    pub(super) fn take_or_load(
+        known: &mut Option<LogEnd>,
+        tx: &rusqlite::Transaction<'_>,
+    ) -> Result<LogEnd, StoreError> {
+        match known.take() {
+            Some(log) => Ok(log),
+            None => LogEnd::load(tx),
+        }
+    }
+
     pub(super) fn load(tx: &rusqlite::Transaction<'_>) -> Result<LogEnd, StoreError> {
         let (last_id, logged) = crate::store::last_log_row(tx)?.unwrap_or((0, 0));
         Ok(LogEnd {
@@ -268,11 +248,6 @@ impl LogEnd {
         self.recent_rows += 1;
         Ok(())
     }
-}
-
-/// Rows in `observations_recent`, counted.
-pub(super) fn recent_rows(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM observations_recent", [], |r| r.get(0))?)
 }
 
 /// Per device key, an upper bound of the observation times of its log rows: a row after it
@@ -422,6 +397,38 @@ pub(super) fn add_to_row(
 ) -> Result<(), StoreError> {
     let (device_key, observed) = (kept[0].key.device_key, kept[0].observed);
     let mut entries = packed::decode(&held.readings).collect::<Result<Vec<_>, _>>()?;
+    if !merge(&mut entries, kept, fates, policy) {
+        return Ok(());
+    }
+    let delete = if held.recent {
+        log.recent_rows -= 1;
+        "DELETE FROM observations_recent WHERE id = ?1"
+    } else {
+        "DELETE FROM observations WHERE id = ?1"
+    };
+    tx.prepare_cached(delete)?.execute([held.id])?;
+    let mut blob = Vec::with_capacity(held.readings.len() + 16);
+    for &(series, value, status) in &entries {
+        packed::encode(&mut blob, series, value, status);
+    }
+    log.append(
+        tx,
+        device_key,
+        observed,
+        received.max(held.received),
+        &blob,
+        entries.len() as i64,
+    )
+}
+
+/// Merge the batch's `kept` readings into a logged row's `entries`, setting each one's fate;
+/// whether the row changed.
+fn merge(
+    entries: &mut Vec<packed::Packed>,
+    kept: &[&Ordered<'_>],
+    fates: &mut [Fate],
+    policy: OnConflict,
+) -> bool {
     let mut changed = false;
     for o in kept {
         let (value, status) = (o.reading.value, status_code(o.reading.status));
@@ -444,26 +451,5 @@ pub(super) fn add_to_row(
             },
         }
     }
-    if changed {
-        let delete = if held.recent {
-            log.recent_rows -= 1;
-            "DELETE FROM observations_recent WHERE id = ?1"
-        } else {
-            "DELETE FROM observations WHERE id = ?1"
-        };
-        tx.prepare_cached(delete)?.execute([held.id])?;
-        let mut blob = Vec::with_capacity(held.readings.len() + 16);
-        for &(series, value, status) in &entries {
-            packed::encode(&mut blob, series, value, status);
-        }
-        log.append(
-            tx,
-            device_key,
-            observed,
-            received.max(held.received),
-            &blob,
-            entries.len() as i64,
-        )?;
-    }
-    Ok(())
+    changed
 }

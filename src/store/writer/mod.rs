@@ -1,6 +1,7 @@
 //! The write side: one transaction per batch of messages, then the caller acks them.
 //!
-//! - `log`: the readings' log rows, redeliveries and conflicts, and the move of the recent rows;
+//! - `log`: the readings' log rows, redeliveries and conflicts;
+//! - `recent`: the recent log rows and their move to the device-keyed table;
 //! - `catalogue`: series ids, device rows and cadences;
 //! - `tally`: per-minute rollups and per-feed counters;
 //! - `quarantine`: the rejected parts of stored messages and the values conflicts did not keep;
@@ -9,6 +10,7 @@
 mod catalogue;
 mod log;
 mod quarantine;
+mod recent;
 mod tally;
 mod walk;
 
@@ -34,12 +36,12 @@ use super::{
 };
 pub(in crate::store) use catalogue::upsert_catalogue;
 use catalogue::{DeviceState, DeviceTouch, SeriesCache, write_new_devices};
-use log::{
-    Fate, LogEnd, MERGE_EVERY, MERGE_GAP, MERGE_ROWS, MERGE_ROWS_MAX, MOVE_CHUNK, Ordered,
-    insert_readings, move_recent, recent_rows,
+use log::{Fate, LogEnd, Ordered, insert_readings};
+use recent::{
+    MERGE_EVERY, MERGE_GAP, MERGE_ROWS, MERGE_ROWS_MAX, MOVE_CHUNK, move_recent, recent_rows,
 };
 use tally::{write_counters, write_rollups};
-use walk::{Effects, Logged, Walk};
+use walk::{Effects, Walk};
 
 use super::{OnConflict, StoreConfig};
 use crate::{
@@ -206,72 +208,77 @@ impl StoreWriter {
 
     fn commit_inner(&mut self, batch: &[Envelope]) -> Result<Vec<Outcome>, StoreError> {
         self.discarded.clear();
-        // IMMEDIATE: the write lock is taken up front (waiting under the busy timeout), so a
-        // read early in the batch cannot make the later write fail with SQLITE_BUSY.
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let slice = self.flusher.step(&tx, &self.live)?;
-        let readings = batch_readings(batch);
         let mut scratch = std::mem::take(&mut self.scratch);
-        // Taken: a failed commit leaves it unknown.
-        let mut log = match self.log.take() {
-            Some(log) => log,
-            None => LogEnd::load(&tx)?,
+        let readings = batch_readings(batch);
+        let mut fx = Effects::sized(&mut scratch, batch.len(), readings);
+        let committed = self.transact(batch, readings, &mut scratch, &mut fx)?;
+        // 4. Publish what is now committed, and keep the buffers for the next commit.
+        self.publish_committed(&committed, &fx);
+        self.scratch = Scratch {
+            latest: fx.latest,
+            pollutants: recycle(fx.pollutants),
+            sids: committed.sids,
+            fates: committed.fates,
+            ..scratch
         };
+        Ok(committed.outcomes)
+    }
+
+    /// Steps 1–3 of a commit, in one transaction: log the batch's readings (`readings` of
+    /// them), walk its messages, write what they change, and commit.
+    fn transact<'b>(
+        &mut self,
+        batch: &'b [Envelope],
+        readings: usize,
+        scratch: &mut Scratch,
+        fx: &mut Effects<'b>,
+    ) -> Result<Committed, StoreError> {
+        let tx = begin_immediate(&mut self.conn)?;
+        let slice = self.flusher.step(&tx, &self.live)?;
+        let mut log = LogEnd::take_or_load(&mut self.log, &tx)?;
         // 1. Log the readings: each gets its series and its fate (new, duplicate, conflict).
-        let mut catalogue_changed = false;
-        let (sids, fates) = insert_readings(
+        let (sids, fates, new_series) = insert_readings(
             &tx,
             &mut self.series,
             batch,
-            &mut scratch,
+            scratch,
             readings,
             &mut log,
-            &mut catalogue_changed,
             self.on_conflict,
         )?;
         // 2. Walk the messages: what each reading changes, what is quarantined, the outcomes.
-        let mut fx = Effects::sized(&mut scratch, batch.len(), readings);
-        let mut walk = Walk {
+        let outcomes = Walk {
             devices: &mut self.devices,
             live: &self.live,
             discarded: &mut self.discarded,
             policy: self.on_conflict,
-        };
-        let mut logged = Logged {
-            sids: &sids,
-            fates: &fates,
-            flat: 0,
-        };
-        let outcomes = batch
-            .iter()
-            .map(|env| walk.message(&tx, env, &mut logged, &mut fx))
-            .collect::<Result<Vec<_>, _>>()?;
+        }
+        .messages(&tx, batch, &sids, &fates, fx)?;
         // 3. Devices' rows, counters and rollups in the same transaction; commit.
-        catalogue_changed |= write_new_devices(&tx, &fx.touched, &mut self.devices)?;
-        write_counters(&tx, &fx.feeds)?;
-        write_rollups(&tx, &fx.rollup)?;
+        let devices_changed = write_effects(&tx, fx, &mut self.devices)?;
         tx.commit()?;
-        // 4. Publish what is now committed, and keep the buffers for the next commit.
         self.log = Some(log);
-        if catalogue_changed {
+        Ok(Committed {
+            outcomes,
+            slice,
+            catalogue_changed: new_series | devices_changed,
+            sids,
+            fates,
+        })
+    }
+
+    /// Make what a commit changed visible: the device listing's version, the live-state
+    /// round's progress, the latest values and device states, and the hourly sums.
+    fn publish_committed(&mut self, committed: &Committed, fx: &Effects<'_>) {
+        if committed.catalogue_changed {
             self.catalogue.fetch_add(1, Ordering::Release);
         }
-        if let Some(slice) = slice {
+        if let Some(slice) = committed.slice {
             self.flusher.written(slice);
         }
         self.publish(&fx.latest, &fx.touched);
         self.hourly.add_all(&fx.pollutants);
         self.hourly.correct(&fx.corrections);
-        self.scratch = Scratch {
-            latest: fx.latest,
-            pollutants: recycle(fx.pollutants),
-            sids,
-            fates,
-            ..scratch
-        };
-        Ok(outcomes)
     }
 
     /// Make a commit's latest values and device states visible, and remember to write them.
@@ -420,6 +427,36 @@ struct Scratch {
     latest: Vec<(i64, Latest)>,
     order: Vec<Ordered<'static>>,
     pollutants: Vec<(&'static str, Pollutant, i64, f64)>,
+    sids: Vec<i64>,
+    fates: Vec<Fate>,
+}
+
+/// A write transaction. IMMEDIATE: the write lock is taken up front (waiting under the busy
+/// timeout), so a read early in the batch cannot make the later write fail with SQLITE_BUSY.
+fn begin_immediate(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// Step 3 of a commit: the new or changed devices' rows, the feeds' counters and the minute
+/// rollups, in the commit's transaction. Whether a device's row was written.
+fn write_effects(
+    tx: &rusqlite::Transaction<'_>,
+    fx: &Effects<'_>,
+    devices: &mut HashMap<String, DeviceState>,
+) -> Result<bool, StoreError> {
+    let changed = write_new_devices(tx, &fx.touched, devices)?;
+    write_counters(tx, &fx.feeds)?;
+    write_rollups(tx, &fx.rollup)?;
+    Ok(changed)
+}
+
+/// What a committed transaction leaves to do: how each message ended, the live-state slice
+/// it wrote, whether it changed the device listing, and its readings' series ids and fates
+/// (buffers kept for the next commit).
+struct Committed {
+    outcomes: Vec<Outcome>,
+    slice: Option<super::live::Slice>,
+    catalogue_changed: bool,
     sids: Vec<i64>,
     fates: Vec<Fate>,
 }

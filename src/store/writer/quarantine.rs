@@ -14,17 +14,7 @@ pub(super) fn conflict(
     kept: f64,
     policy: OnConflict,
 ) -> Result<(), StoreError> {
-    let (which, rule) = match (discarded.to_bits() == r.value.to_bits(), policy) {
-        (true, OnConflict::KeepFirst) => ("this message's", "keep_first: the stored value stays"),
-        (true, OnConflict::KeepLatest) => (
-            "this message's",
-            "keep_latest: a later value in the same batch won",
-        ),
-        (false, _) => (
-            "the stored",
-            "keep_latest: this message's value replaced it",
-        ),
-    };
+    let (which, rule) = whose(discarded.to_bits() == r.value.to_bits(), policy);
     let detail = format!(
         "device {}: {} at {}: kept {kept} {}, discarded {which} {discarded} ({rule})",
         r.device_id, r.metric, r.observed_at, r.unit
@@ -44,6 +34,22 @@ pub(super) fn conflict(
         tx,
         &part_of(env, RejectReason::Conflict, &detail, payload.as_bytes()),
     )
+}
+
+/// Whose value a conflict discarded (this message's, when `own`, else the stored one), and by
+/// which rule.
+fn whose(own: bool, policy: OnConflict) -> (&'static str, &'static str) {
+    match (own, policy) {
+        (true, OnConflict::KeepFirst) => ("this message's", "keep_first: the stored value stays"),
+        (true, OnConflict::KeepLatest) => (
+            "this message's",
+            "keep_latest: a later value in the same batch won",
+        ),
+        (false, _) => (
+            "the stored",
+            "keep_latest: this message's value replaced it",
+        ),
+    }
 }
 
 /// A reject row for a part of `env`'s message.

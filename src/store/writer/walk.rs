@@ -39,9 +39,9 @@ impl<'b> Effects<'b> {
 
 /// What the log made of the batch's readings (messages, then readings) and where the walk is.
 pub(super) struct Logged<'a> {
-    pub(super) sids: &'a [i64],
-    pub(super) fates: &'a [Fate],
-    pub(super) flat: usize,
+    sids: &'a [i64],
+    fates: &'a [Fate],
+    flat: usize,
 }
 
 /// The writer's state the walk reads and updates.
@@ -54,8 +54,29 @@ pub(super) struct Walk<'w> {
 }
 
 impl Walk<'_> {
+    /// Account for every message of the batch, whose readings were logged with these series
+    /// ids and fates, and say how each ended.
+    pub(super) fn messages<'b>(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        batch: &'b [Envelope],
+        sids: &[i64],
+        fates: &[Fate],
+        fx: &mut Effects<'b>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut logged = Logged {
+            sids,
+            fates,
+            flat: 0,
+        };
+        batch
+            .iter()
+            .map(|env| self.message(tx, env, &mut logged, fx))
+            .collect()
+    }
+
     /// Account for one message of the batch and say how it ended.
-    pub(super) fn message<'b>(
+    fn message<'b>(
         &mut self,
         tx: &rusqlite::Transaction<'_>,
         env: &'b Envelope,
@@ -86,85 +107,148 @@ impl Walk<'_> {
         logged: &mut Logged<'_>,
         fx: &mut Effects<'b>,
     ) -> Result<Outcome, StoreError> {
-        let received_ms = env.received_at.as_millisecond();
-        let (mut inserted, mut conflicts) = (0, 0);
+        let mut count = Count::default();
         // A message's readings are usually one device's: its cadence and row state are looked
         // up once per run of readings of a device.
         for run in readings.chunk_by(|a, b| a.device_id == b.device_id) {
-            let device = run[0].device_id.as_str();
-            let state = device_state(self.devices, self.live, device);
-            let t = fx.touched.entry(device).or_insert(DeviceTouch {
-                reading: &run[0],
-                received_at: received_ms,
-                observed_at: run[0].observed_at.as_millisecond(),
-            });
-            t.received_at = t.received_at.max(received_ms);
             for r in run {
-                let (sid, fate) = (logged.sids[logged.flat], logged.fates[logged.flat]);
-                let observed = r.observed_at.as_millisecond();
-                match fate {
-                    Fate::New => {
-                        inserted += 1;
-                        added(r, device, observed, &mut fx.rollup, &mut fx.pollutants);
-                    }
-                    Fate::Replaced { old, old_status } => {
-                        inserted += 1;
-                        conflicts += 1;
-                        let (rollup, corrections) = (&mut fx.rollup, &mut fx.corrections);
-                        replaced(r, device, observed, (old, old_status), rollup, corrections);
-                        conflict(tx, env, r, old, old_status, r.value, self.policy)?;
-                    }
-                    Fate::Lost { kept } => {
-                        conflicts += 1;
-                        self.discarded.push(logged.flat);
-                        let status = status_code(r.status);
-                        conflict(tx, env, r, r.value, status, kept, self.policy)?;
-                    }
-                    Fate::Duplicate => {}
-                }
+                let fate = logged.fates[logged.flat];
+                count.add(fate);
+                self.fate(tx, env, r, logged, fx)?;
                 logged.flat += 1;
-                if fate.stored() {
-                    let l = Latest {
-                        observed_at: observed,
-                        value: r.value,
-                        status: status_code(r.status),
-                    };
-                    fx.latest.push((sid, l));
-                }
-                state.learn(observed);
-                if observed >= t.observed_at {
-                    t.observed_at = observed;
-                    t.reading = r;
-                }
             }
+            self.device_run(run, env.received_at.as_millisecond(), &mut fx.touched);
         }
         let delta = fx.feeds.entry(env.feed.as_str()).or_default();
-        delta.conflicts += conflicts as i64;
-        let outcome = if inserted > 0 {
-            delta.stored += 1;
-            delta.readings += inserted as i64;
-            delta.last_stored_at = Some(received_ms);
-            Outcome::Stored {
-                inserted,
-                conflicts,
-            }
-        } else if conflicts > 0 {
-            delta.rejected += 1;
-            Outcome::Conflicted { conflicts }
-        } else {
-            delta.duplicate += 1;
-            Outcome::Duplicate
-        };
-        // A redelivery's rejected parts were quarantined the first time.
-        if let Some(p) = &env.partial
-            && outcome != Outcome::Duplicate
-        {
-            delta.partial += 1;
-            delta.readings_rejected += p.rejected.len() as i64;
-            quarantine_parts(tx, env, p)?;
-        }
-        Ok(outcome)
+        outcome(tx, env, count, delta)
     }
+
+    /// Account for reading `r` (at `logged.flat`) by its fate in the log: a stored reading
+    /// moves its minute's rollup and its hour's pollutant sums and is the series' latest value
+    /// for now; a conflict is quarantined, and a reading that lost one noted as discarded.
+    fn fate<'b>(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        env: &Envelope,
+        r: &'b Reading,
+        logged: &Logged<'_>,
+        fx: &mut Effects<'b>,
+    ) -> Result<(), StoreError> {
+        let (sid, fate) = (logged.sids[logged.flat], logged.fates[logged.flat]);
+        let device = r.device_id.as_str();
+        let observed = r.observed_at.as_millisecond();
+        match fate {
+            Fate::New => added(r, device, observed, &mut fx.rollup, &mut fx.pollutants),
+            Fate::Replaced { old, old_status } => {
+                let (rollup, corrections) = (&mut fx.rollup, &mut fx.corrections);
+                replaced(r, device, observed, (old, old_status), rollup, corrections);
+                conflict(tx, env, r, old, old_status, r.value, self.policy)?;
+            }
+            Fate::Lost { kept } => {
+                self.discarded.push(logged.flat);
+                let status = status_code(r.status);
+                conflict(tx, env, r, r.value, status, kept, self.policy)?;
+            }
+            Fate::Duplicate => {}
+        }
+        if fate.stored() {
+            let l = Latest {
+                observed_at: observed,
+                value: r.value,
+                status: status_code(r.status),
+            };
+            fx.latest.push((sid, l));
+        }
+        Ok(())
+    }
+
+    /// Take in a run of one device's readings, received at `received_ms`: its cadence learns
+    /// their times, and its row notes when it was heard from and its newest reading.
+    fn device_run<'b>(
+        &mut self,
+        run: &'b [Reading],
+        received_ms: i64,
+        touched: &mut HashMap<&'b str, DeviceTouch<'b>>,
+    ) {
+        let device = run[0].device_id.as_str();
+        let state = device_state(self.devices, self.live, device);
+        let t = touched.entry(device).or_insert(DeviceTouch {
+            reading: &run[0],
+            received_at: received_ms,
+            observed_at: run[0].observed_at.as_millisecond(),
+        });
+        t.received_at = t.received_at.max(received_ms);
+        for r in run {
+            let observed = r.observed_at.as_millisecond();
+            state.learn(observed);
+            if observed >= t.observed_at {
+                t.observed_at = observed;
+                t.reading = r;
+            }
+        }
+    }
+}
+
+/// How many of a message's readings were stored, and how many met a stored reading of another
+/// value.
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    inserted: usize,
+    conflicts: usize,
+}
+
+impl Count {
+    /// Count one reading by its fate.
+    fn add(&mut self, fate: Fate) {
+        match fate {
+            Fate::New => self.inserted += 1,
+            Fate::Replaced { .. } => {
+                self.inserted += 1;
+                self.conflicts += 1;
+            }
+            Fate::Lost { .. } => self.conflicts += 1,
+            Fate::Duplicate => {}
+        }
+    }
+}
+
+/// How a message with readings ended, counted in its feed's `delta`: stored if any reading
+/// was, else conflicted if any met a conflict, else a duplicate. A message that is no
+/// duplicate quarantines its rejected parts.
+fn outcome(
+    tx: &rusqlite::Transaction<'_>,
+    env: &Envelope,
+    Count {
+        inserted,
+        conflicts,
+    }: Count,
+    delta: &mut FeedDelta,
+) -> Result<Outcome, StoreError> {
+    delta.conflicts += conflicts as i64;
+    let outcome = if inserted > 0 {
+        delta.stored += 1;
+        delta.readings += inserted as i64;
+        delta.last_stored_at = Some(env.received_at.as_millisecond());
+        Outcome::Stored {
+            inserted,
+            conflicts,
+        }
+    } else if conflicts > 0 {
+        delta.rejected += 1;
+        Outcome::Conflicted { conflicts }
+    } else {
+        delta.duplicate += 1;
+        Outcome::Duplicate
+    };
+    // A redelivery's rejected parts were quarantined the first time.
+    if let Some(p) = &env.partial
+        && outcome != Outcome::Duplicate
+    {
+        delta.partial += 1;
+        delta.readings_rejected += p.rejected.len() as i64;
+        quarantine_parts(tx, env, p)?;
+    }
+    Ok(outcome)
 }
 
 /// A new reading: into its minute's rollup, and its hour's mean if it is a measuring
