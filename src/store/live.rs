@@ -383,6 +383,8 @@ impl Flusher {
 
     /// Start a round of what changed since the last, in id order, up to the log's end.
     fn start_round(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        // Read first: if it fails, the changed sets are kept for the next round.
+        let position = super::log_end(tx)?;
         let mut series: Vec<i64> = self.series.drain().collect();
         let mut devices: Vec<String> = self.devices.drain().collect();
         series.sort_unstable();
@@ -394,7 +396,7 @@ impl Flusher {
             devices,
             series_done: 0,
             devices_done: 0,
-            position: super::log_end(tx)?,
+            position,
         });
         self.started = Instant::now();
         Ok(())
