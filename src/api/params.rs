@@ -46,7 +46,12 @@ pub fn time_range(
     };
     let from = match from {
         Some(s) => parse_time("from", s)?,
-        None => to - jiff::SignedDuration::try_from(default_span).unwrap_or_default(),
+        None => {
+            let span = jiff::SignedDuration::try_from(default_span).unwrap_or_default();
+            to.checked_sub(span).map_err(|_| {
+                ApiError::bad(format!("to ({to}) is too early to start a range before it"))
+            })?
+        }
     };
     if from >= to {
         return Err(ApiError::bad(format!(

@@ -34,6 +34,11 @@ async fn bad_parameters_get_a_400_that_says_what_is_wrong() {
             "/api/v1/devices/TN-AQ-HUNGVUONG/series",
             "metric is required",
         ),
+        // Found by fuzzing: a `to` at the start of time left no room for the default span.
+        (
+            "/api/v1/aggregates?metric=pm25&to=-009999-01-02T01:59:59Z",
+            "too early",
+        ),
         // Unknown parameters are named, not ignored.
         ("/api/v1/aggregates?metric=pm25&ctiy=song-cong", "ctiy"),
         ("/api/v1/overview?city=song-cong", "city"),
