@@ -10,6 +10,7 @@ use crate::model::{City, Domain, FeedId, Location, Reading, RejectReason, Reject
 use crate::store::OnConflict;
 
 mod live;
+mod log;
 mod query;
 mod schema;
 mod writer;
