@@ -35,6 +35,8 @@ pub struct Gate {
     limiter: DefaultKeyedRateLimiter<String>,
     /// When each token's use was last written.
     written: Mutex<HashMap<i64, Instant>>,
+    /// Requests admitted so far (for the limiter's housekeeping).
+    admitted: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Gate {
@@ -59,6 +61,7 @@ impl Gate {
             anonymous_read,
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             written: Mutex::new(HashMap::new()),
+            admitted: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -120,8 +123,19 @@ impl Gate {
         });
     }
 
-    /// `Err` with how long to wait when `key` is over its rate.
+    /// `Err` with how long to wait when `key` is over its rate. Every 10,000 requests the
+    /// limiter forgets callers back at their full allowance, so its memory follows the callers
+    /// of the last moments, not every address ever seen.
     fn admit(&self, key: &String) -> Result<(), Duration> {
+        if self
+            .admitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 10_000
+            == 9_999
+        {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
         self.limiter
             .check_key(key)
             .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
