@@ -142,10 +142,7 @@ fn list_filter(p: &ListParams) -> Result<AlertFilter, ApiError> {
             "severity={s:?}: expected info, warning or critical"
         )));
     }
-    let limit = p.limit.unwrap_or(200);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad("limit must be between 1 and 10000"));
-    }
+    let limit = params::limit(p.limit, 200, 10_000)?;
     Ok(AlertFilter {
         state: wanted,
         city: None,
@@ -333,10 +330,7 @@ pub async fn audit(
     caller: Caller,
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> ApiResult<AuditLog> {
-    let limit = p.limit.unwrap_or(200);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad("limit must be between 1 and 10000"));
-    }
+    let limit = params::limit(p.limit, 200, 10_000)?;
     let cities =
         (caller.cities.filter()).map(|cs| cs.iter().map(|c| c.as_str().to_owned()).collect());
     let entries = state.store.audit_log(cities, limit as usize).await?;

@@ -175,10 +175,7 @@ pub async fn series(
         Duration::from_secs(86_400),
         Duration::from_secs(366 * 86_400),
     )?;
-    let limit = p.limit.unwrap_or(10_000);
-    if !(1..=100_000).contains(&limit) {
-        return Err(ApiError::bad("limit must be between 1 and 100000"));
-    }
+    let limit = params::limit(p.limit, 10_000, 100_000)?;
     let points = state.store.series(&id, &metric, from, to, limit).await?;
     Ok(Json(Series {
         device_id: id,

@@ -68,6 +68,15 @@ pub fn time_range(
     Ok((from, to))
 }
 
+/// A `limit` parameter: `default` when absent, else a number from 1 to `max` (a 400 otherwise).
+pub fn limit(given: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = given.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad(format!("limit must be between 1 and {max}")));
+    }
+    Ok(limit)
+}
+
 /// A `city` parameter: `thai-nguyen`, `song-cong` or `pho-yen`, exactly; anything else is a
 /// 400 that lists them.
 pub fn parse_city(s: &str) -> Result<City, ApiError> {

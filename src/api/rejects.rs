@@ -92,10 +92,7 @@ fn filter(feeds: &[&str], p: RejectParams) -> Result<RejectFilter, ApiError> {
     {
         return Err(ApiError::bad(e));
     }
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad("limit must be between 1 and 1000"));
-    }
+    let limit = params::limit(p.limit, 100, 1000)?;
     let time = |name, s: Option<&str>| s.map(|s| params::parse_time(name, s)).transpose();
     Ok(RejectFilter {
         from: time("from", p.from.as_deref())?,
