@@ -290,18 +290,23 @@ impl Mosquitto {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("mosquitto exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        wait_listening(&mut self.child, self.port);
+    }
+}
+
+/// Wait until the broker just started as `child` accepts connections on `port` (panics if it
+/// exits first or takes more than 10 s).
+pub fn wait_listening(child: &mut Child, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("mosquitto exited at start: {status}");
         }
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -15,7 +15,9 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{free_port, publish_all, require_binary, test_config, wait_for};
+use crate::common::{
+    free_port, publish_all, require_binary, test_config, wait_for, wait_listening,
+};
 
 /// A certificate authority and what it signed, as PEM files in a directory.
 struct Pki {
@@ -103,14 +105,7 @@ impl TlsMosquitto {
             .spawn()
             .unwrap();
         let mut m = TlsMosquitto { plain, tls, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", m.tls)).is_err() {
-            if let Ok(Some(status)) = m.child.try_wait() {
-                panic!("mosquitto exited at start: {status}");
-            }
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(&mut m.child, m.tls);
         Some(m)
     }
 }
